@@ -1,0 +1,66 @@
+"""The ``graceful`` command: a dispatcher over the modules that own each subcommand.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``
+and is imported only when used, so ``graceful audit`` never pays for kopf and
+``graceful cluster`` never pays for FastAPI. Exit codes: 0 success, 1 a
+finding or a failed check, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from graceful import __version__
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "cluster": ("graceful.testenv.cli", "start, stop or inspect a local Kubernetes control plane"),
+    "webhook": ("graceful.webhook.cli", "serve the mutating admission webhook over TLS"),
+    "operator": ("graceful.operator.cli", "run the audit controller"),
+    "demo": ("graceful.demo", "run the whole product on a local control plane"),
+    "audit": ("graceful.offline.audit_cli", "check manifests against their policies, offline"),
+    "explain": ("graceful.offline.explain_cli", "draw the shutdown timeline of each container"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graceful",
+        description="Declared, enforced and audited shutdown budgets for Kubernetes workloads.",
+    )
+    parser.add_argument("--version", action="version", version=f"graceful {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = argv[0] if argv else None
+    for name, (module, help_text) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen subcommand's module is imported (and all of them for --help).
+        if wanted in (name, None, "-h", "--help"):
+            try:
+                importlib.import_module(module).add_arguments(child)
+            except ImportError as exc:  # a part of the product not installed or not built yet
+                child.set_defaults(_unavailable=f"{name} is unavailable: {exc}")
+        child.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    unavailable = getattr(args, "_unavailable", None)
+    if unavailable:
+        print(f"graceful: {unavailable}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        code: int = module.run(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
