@@ -45,6 +45,8 @@ CONTROLLERS = (
     "garbage-collector-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
+    # admin/edit/view are aggregated ClusterRoles: without this they grant nothing.
+    "clusterrole-aggregation-controller",
 )
 ADMISSION_PLUGINS = (
     "NamespaceLifecycle",

@@ -64,8 +64,14 @@ def test_rbac_is_real(kubectl: Kubectl, namespace: str) -> None:
         == "yes"
     kubectl("create", "rolebinding", "edit", "--clusterrole=edit",
             f"--serviceaccount={namespace}:default", "-n", namespace)
-    allowed = kubectl("auth", "can-i", "create", "deployments", "-n", namespace, "--as", sa)
-    assert allowed.stdout.strip() == "yes"
+    # The RBAC authorizer sees the new binding through its informer: poll briefly.
+    deadline = time.monotonic() + 10
+    answer = ""
+    while time.monotonic() < deadline and answer != "yes":
+        answer = kubectl("auth", "can-i", "create", "deployments", "-n", namespace, "--as", sa,
+                         check=False).stdout.strip()
+        time.sleep(0.1)
+    assert answer == "yes"
 
 
 def test_start_stop_leaves_nothing_behind(cluster: Cluster) -> None:
