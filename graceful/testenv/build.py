@@ -218,7 +218,7 @@ def ensure_binaries(progress: Progress = print) -> Binaries:
 
 
 def main() -> int:
-    """``python -m graceful.testenv.build``: build everything, print the paths."""
+    """``python -m graceful.testenv``: build everything, print the paths."""
     started = dt.datetime.now(dt.UTC)
     binaries = ensure_binaries()
     for name, path in vars(binaries).items():

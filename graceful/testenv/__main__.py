@@ -1,0 +1,5 @@
+"""``python -m graceful.testenv``: build (once per machine) and list the control plane's binaries."""
+
+from graceful.testenv.build import main
+
+raise SystemExit(main())
