@@ -1,4 +1,4 @@
-"""``python -m graceful.testenv``: build (once per machine) and list the control plane's binaries."""
+"""``python -m graceful.testenv``: build (once per machine) and list the binaries."""
 
 from graceful.testenv.build import main
 
