@@ -1,0 +1,34 @@
+"""The product's fixed names, in one place.
+
+Why a module of constants: the API group, the annotations and the kinds are
+shared by the CRD, the webhook, the operator, the docs and the tests. A typo in
+any one of them is a silent no-op in Kubernetes (an annotation nobody reads),
+so every layer imports them from here instead of spelling them again.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "graceful.io"
+VERSION: Final = "v1alpha1"
+KIND: Final = "GracefulPolicy"
+PLURAL: Final = "gracefulpolicies"
+SINGULAR: Final = "gracefulpolicy"
+SHORT_NAME: Final = "gp"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+ANNOTATION_POLICY: Final = "graceful.io/policy"
+ANNOTATION_TIMEOUT: Final = "graceful.io/graceful-timeout"
+
+DEFAULT_OPERATOR_NAMESPACE: Final = "graceful-system"
+
+WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Pod")
+
+#: Kubernetes' own default for ``terminationGracePeriodSeconds``.
+KUBERNETES_DEFAULT_GRACE_SECONDS: Final = 30
+#: Kubernetes' defaults for a readiness probe's timing fields.
+KUBERNETES_DEFAULT_PROBE_PERIOD: Final = 10
+KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD: Final = 3
+#: Admission warnings should stay below this length (the API server truncates).
+WARNING_LIMIT: Final = 120

@@ -1,0 +1,307 @@
+"""The GracefulPolicy, as typed Python that mirrors ``crds/gracefulpolicy.yaml``.
+
+Why mirror the CRD instead of trusting the API server: the webhook and the
+operator also build policies from objects that never went through validation
+(a cache primed from a file, a test, ``graceful audit -f``). The models repeat
+the schema's bounds and its CEL rules with the same messages, and a unit test
+compares the two schemas field by field, so the Python side cannot drift from
+what ``kubectl apply`` accepts.
+
+The numbers are the drain budget of ``docs/shutdown-budget.md``: S (the preStop
+sleep), G (the app's graceful timeout), M (a safety margin) and the ceiling
+for ``terminationGracePeriodSeconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from graceful.core.duration import MAX_SECONDS
+from graceful.core.names import API_VERSION, KIND
+
+Mode = Literal["Enforce", "Audit"]
+PreStopAction = Literal["Sleep", "Exec"]
+UserValues = Literal["Keep", "Overwrite"]
+Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+
+#: A container name: a DNS-1123 label, as Kubernetes requires.
+ContainerName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+LabelValue = Annotated[str, Field(max_length=63)]
+#: The largest count the status reports; a namespace never holds more workloads.
+MAX_COUNT = 1_000_000
+MAX_MISMATCHES = 50
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_SPEC = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+
+class PolicyError(ValueError):
+    """A policy object that cannot be used; the message names the offending field."""
+
+
+class LabelSelectorRequirement(BaseModel):
+    """One ``matchExpressions`` entry of a metav1.LabelSelector."""
+
+    model_config = _SPEC
+
+    key: Annotated[str, Field(min_length=1, max_length=317)]
+    """The label key the requirement applies to."""
+    operator: Operator
+    """``In``/``NotIn`` need ``values``; ``Exists``/``DoesNotExist`` must have none."""
+    values: Annotated[list[LabelValue], Field(max_length=64)] = []
+    """The label values for ``In`` and ``NotIn``."""
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if (self.operator in ("In", "NotIn")) != bool(self.values):
+            raise ValueError(MESSAGES["selector_values"])
+        return self
+
+
+class LabelSelector(BaseModel):
+    """A metav1.LabelSelector over the workload's own labels."""
+
+    model_config = _SPEC
+
+    match_labels: Annotated[dict[str, LabelValue], Field(max_length=64)] = Field(
+        default={}, alias="matchLabels", max_length=64
+    )
+    """Labels the workload must carry, all of them."""
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] = Field(
+        default=[], alias="matchExpressions", max_length=16
+    )
+    """Set-based requirements, all of which must hold."""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> LabelSelector:
+        if not self.match_labels and not self.match_expressions:
+            raise ValueError(MESSAGES["selector_empty"])
+        return self
+
+
+class Drain(BaseModel):
+    """How the pod leaves: preStop sleep S, margin M, the ceiling for T."""
+
+    model_config = _SPEC
+
+    pre_stop_sleep_seconds: int = Field(default=5, ge=0, le=3600, alias="preStopSleepSeconds")
+    """S: the preStop sleep, long enough for endpoint removal to reach every load balancer."""
+    safety_margin_seconds: int = Field(default=5, ge=0, le=3600, alias="safetyMarginSeconds")
+    """M: time after the app's own timeout before SIGKILL (process exit, sidecars)."""
+    max_grace_period_seconds: int = Field(
+        default=3900, ge=1, le=MAX_SECONDS, alias="maxGracePeriodSeconds"
+    )
+    """The ceiling for terminationGracePeriodSeconds; a cut is a finding, never silent."""
+    pre_stop_action: PreStopAction = Field(default="Sleep", alias="preStopAction")
+    """``Sleep``: the native sleep action (Kubernetes >= 1.30); ``Exec``: runs ``sleep S``."""
+
+    @model_validator(mode="after")
+    def _sleep_needs_seconds(self) -> Drain:
+        if self.pre_stop_action == "Sleep" and self.pre_stop_sleep_seconds < 1:
+            raise ValueError(MESSAGES["sleep_action"])
+        return self
+
+
+class Readiness(BaseModel):
+    """Readiness probe timing, so a pod that turns not-ready on SIGTERM leaves within S."""
+
+    model_config = _SPEC
+
+    period_seconds: int = Field(default=1, ge=1, le=300, alias="periodSeconds")
+    """The probe period set on containers whose window is longer than S."""
+    failure_threshold: int = Field(default=3, ge=1, le=100, alias="failureThreshold")
+    """Failures before not-ready; ``periodSeconds * failureThreshold`` must fit in S."""
+
+    @property
+    def window(self) -> int:
+        """Seconds from the first failed probe to not-ready."""
+        return self.period_seconds * self.failure_threshold
+
+
+class PolicySpec(BaseModel):
+    """The declared drain budget (``spec`` of a GracefulPolicy)."""
+
+    model_config = _SPEC
+
+    mode: Mode = "Enforce"
+    """``Enforce``: mutate at admission and audit; ``Audit``: report only."""
+    selector: LabelSelector | None = None
+    """Matches workloads of the namespace that do not carry the policy annotation."""
+    graceful_timeout_seconds: int = Field(
+        default=30, ge=0, le=MAX_SECONDS, alias="gracefulTimeoutSeconds"
+    )
+    """G when neither the annotation nor a command-line flag gives the app's timeout."""
+    drain: Drain = Drain()
+    """S, M and the ceiling."""
+    readiness: Readiness | None = None
+    """When set, existing readiness probes are tuned to leave within S."""
+    containers: Annotated[list[ContainerName], Field(max_length=32)] = []
+    """Container names the policy applies to; empty means every app container."""
+    user_values: UserValues = Field(default="Keep", alias="userValues")
+    """``Keep``: never lower a user value above the budget; ``Overwrite``: set exactly."""
+
+    @model_validator(mode="after")
+    def _budget_fits(self) -> PolicySpec:
+        drain = self.drain
+        needed = (drain.pre_stop_sleep_seconds + self.graceful_timeout_seconds
+                  + drain.safety_margin_seconds)
+        if needed > drain.max_grace_period_seconds:
+            raise ValueError(MESSAGES["ceiling"])
+        if self.readiness is not None and self.readiness.window > drain.pre_stop_sleep_seconds:
+            raise ValueError(MESSAGES["readiness_window"])
+        if len(set(self.containers)) != len(self.containers):
+            raise ValueError(MESSAGES["containers_unique"])
+        return self
+
+    def budget_seconds(self, timeout: int | None = None) -> int:
+        """S + G + M for an app with ``timeout`` (the policy default when None)."""
+        g = self.graceful_timeout_seconds if timeout is None else timeout
+        return self.drain.pre_stop_sleep_seconds + g + self.drain.safety_margin_seconds
+
+    def default_grace_period(self) -> int:
+        """T for an app with the default timeout: ``min(S + G + M, ceiling)``."""
+        return min(self.budget_seconds(), self.drain.max_grace_period_seconds)
+
+
+class Mismatch(BaseModel):
+    """One workload that does not meet the policy, in the status."""
+
+    model_config = _SPEC
+
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Pod"]
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    reasons: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=16)] = []
+
+
+class Condition(BaseModel):
+    """A metav1.Condition (only ``Ready`` is written)."""
+
+    model_config = _SPEC
+
+    type: Annotated[str, Field(min_length=1, max_length=316)]
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: int = Field(default=0, ge=0, alias="observedGeneration")
+    last_transition_time: str = Field(alias="lastTransitionTime", max_length=64)
+    reason: Annotated[str, Field(min_length=1, max_length=1024)]
+    message: Annotated[str, Field(max_length=32768)] = ""
+
+
+class PolicyStatus(BaseModel):
+    """What the operator reports (``status`` of a GracefulPolicy)."""
+
+    model_config = _SPEC
+
+    observed_generation: int = Field(default=0, ge=0, alias="observedGeneration")
+    grace_period_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS,
+                                      alias="gracePeriodSeconds")
+    matched: int = Field(default=0, ge=0, le=MAX_COUNT)
+    compliant: int = Field(default=0, ge=0, le=MAX_COUNT)
+    mismatched: int = Field(default=0, ge=0, le=MAX_COUNT)
+    mismatches: Annotated[list[Mismatch], Field(max_length=MAX_MISMATCHES)] = []
+    mismatches_omitted: int = Field(default=0, ge=0, le=MAX_COUNT, alias="mismatchesOmitted")
+    conditions: Annotated[list[Condition], Field(max_length=8)] = []
+
+
+class GracefulPolicy(BaseModel):
+    """A GracefulPolicy object: its identity and its spec (and status, if read back)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    name: str
+    namespace: str = ""
+    generation: int = 0
+    labels: dict[str, str] = {}
+    spec: PolicySpec = PolicySpec()
+    status: PolicyStatus | None = None
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> GracefulPolicy:
+        """Build a policy from the dict the API returns; :class:`PolicyError` if unusable."""
+        if not isinstance(obj, Mapping):
+            raise PolicyError("policy: not an object")
+        if obj.get("apiVersion", API_VERSION) != API_VERSION:
+            raise PolicyError(f"apiVersion: expected {API_VERSION}")
+        if obj.get("kind", KIND) != KIND:
+            raise PolicyError(f"kind: expected {KIND}")
+        metadata = obj.get("metadata")
+        if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
+            raise PolicyError("metadata.name: required")
+        spec = _validate(PolicySpec, obj.get("spec"), "spec")
+        raw_status = obj.get("status")
+        status = None if raw_status is None else _validate(PolicyStatus, raw_status, "status")
+        try:
+            return cls(
+                name=metadata["name"],
+                namespace=metadata.get("namespace") or "",
+                generation=metadata.get("generation") or 0,
+                labels=metadata.get("labels") or {},
+                spec=spec,
+                status=status,
+            )
+        except ValidationError as exc:
+            raise PolicyError(_describe(exc, "metadata")) from None
+
+    def to_object(self) -> dict[str, Any]:
+        """The policy as an API object (spec with every default filled in)."""
+        obj: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": self.name},
+            "spec": self.spec.model_dump(by_alias=True, exclude_none=True),
+        }
+        if self.namespace:
+            obj["metadata"]["namespace"] = self.namespace
+        if self.labels:
+            obj["metadata"]["labels"] = dict(self.labels)
+        return obj
+
+
+#: Messages shared by the CEL rules in the CRD and the validators above.
+MESSAGES: dict[str, str] = {
+    "ceiling": "maxGracePeriodSeconds must be at least preStopSleepSeconds"
+               " + gracefulTimeoutSeconds + safetyMarginSeconds",
+    "sleep_action": "preStopSleepSeconds must be at least 1 when preStopAction is Sleep",
+    "readiness_window": "readiness periodSeconds * failureThreshold must not exceed"
+                        " drain.preStopSleepSeconds",
+    "containers_unique": "containers must not repeat a name",
+    "selector_values": "values must be non-empty for In and NotIn, and empty for"
+                       " Exists and DoesNotExist",
+    "selector_empty": "selector must set matchLabels or matchExpressions"
+                      " (an empty selector would match every workload)",
+}
+
+#: The field each cross-field rule is reported on, relative to the model it lives in.
+_FIELD_OF_MESSAGE = {
+    MESSAGES["ceiling"]: "drain.maxGracePeriodSeconds",
+    MESSAGES["sleep_action"]: "preStopSleepSeconds",
+    MESSAGES["readiness_window"]: "readiness",
+    MESSAGES["containers_unique"]: "containers",
+    MESSAGES["selector_values"]: "values",
+    MESSAGES["selector_empty"]: "",
+}
+
+
+def _validate(model: type[_M], value: Any, root: str) -> _M:
+    try:
+        return model.model_validate({} if value is None else value)
+    except ValidationError as exc:
+        raise PolicyError(_describe(exc, root)) from None
+
+
+def _describe(exc: ValidationError, root: str) -> str:
+    """The validation errors (the first three) as ``spec.field.path: message``."""
+    parts = []
+    for error in exc.errors()[:3]:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        path = [root, *(str(p) for p in error["loc"])]
+        extra = _FIELD_OF_MESSAGE.get(message)
+        if extra:
+            path.append(extra)
+        parts.append(f"{'.'.join(path)}: {message}")
+    return "; ".join(parts)
