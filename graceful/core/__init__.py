@@ -1,0 +1,81 @@
+"""graceful.core: the pure drain-budget engine shared by the webhook and the operator.
+
+Nothing here performs I/O or imports a Kubernetes client or a web framework
+(an import-linter contract enforces it), so every decision can be tested as a
+plain function and both adapters are guaranteed to agree. Start with
+:func:`evaluate`; the budget model is explained in ``docs/shutdown-budget.md``.
+"""
+
+from graceful.core.budget import Budget
+from graceful.core.duration import MAX_SECONDS, DurationError, parse_seconds
+from graceful.core.evaluate import Decision, evaluate
+from graceful.core.findings import Finding, FindingCode
+from graceful.core.names import (
+    ANNOTATION_POLICY,
+    ANNOTATION_TIMEOUT,
+    API_VERSION,
+    DEFAULT_OPERATOR_NAMESPACE,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAME,
+    SINGULAR,
+    VERSION,
+    WORKLOAD_KINDS,
+)
+from graceful.core.patch import Pointer, escape
+from graceful.core.plan import ContainerPlan, Plan, ReadinessPlan
+from graceful.core.policy import (
+    Drain,
+    GracefulPolicy,
+    LabelSelector,
+    LabelSelectorRequirement,
+    PolicyError,
+    PolicySpec,
+    PolicyStatus,
+    Readiness,
+)
+from graceful.core.report import WorkloadResult, summarize
+from graceful.core.selection import selector_matches
+from graceful.core.stale import stale_pods
+from graceful.core.timeout_sources import Timeout
+
+__all__ = [
+    "ANNOTATION_POLICY",
+    "ANNOTATION_TIMEOUT",
+    "API_VERSION",
+    "DEFAULT_OPERATOR_NAMESPACE",
+    "GROUP",
+    "KIND",
+    "MAX_SECONDS",
+    "PLURAL",
+    "SHORT_NAME",
+    "SINGULAR",
+    "VERSION",
+    "WORKLOAD_KINDS",
+    "Budget",
+    "ContainerPlan",
+    "Decision",
+    "Drain",
+    "DurationError",
+    "Finding",
+    "FindingCode",
+    "GracefulPolicy",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "Plan",
+    "Pointer",
+    "PolicyError",
+    "PolicySpec",
+    "PolicyStatus",
+    "Readiness",
+    "ReadinessPlan",
+    "Timeout",
+    "WorkloadResult",
+    "escape",
+    "evaluate",
+    "parse_seconds",
+    "selector_matches",
+    "stale_pods",
+    "summarize",
+]

@@ -1,0 +1,47 @@
+"""The drain budget: T >= S + G + M, capped by the policy's ceiling.
+
+Why the grace period counts from the preStop start: the kubelet starts the
+``terminationGracePeriodSeconds`` clock when it runs the preStop hook, not
+when it sends SIGTERM. The preStop sleep S (the time endpoint removal needs to
+reach every load balancer) therefore comes out of T before the app even hears
+SIGTERM; then the app drains for up to its own timeout G; a margin M covers
+process exit and the sidecars that stop after it. Anything shorter and the
+SIGKILL lands in the middle of the drain. See docs/shutdown-budget.md.
+
+Why a ceiling: a typo in an annotation (``3600h``) must not keep a node drain
+waiting for weeks. A ceiling that cuts the budget is reported, never silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Budget:
+    """S, G, M and the ceiling for one pod."""
+
+    pre_stop: int
+    timeout: int
+    margin: int
+    ceiling: int
+
+    @property
+    def required(self) -> int:
+        """S + G + M: the grace period the drain needs."""
+        return self.pre_stop + self.timeout + self.margin
+
+    @property
+    def grace(self) -> int:
+        """The grace period the policy allows: ``min(S + G + M, ceiling)``."""
+        return min(self.required, self.ceiling)
+
+    @property
+    def capped(self) -> bool:
+        """Whether the ceiling cuts into the budget."""
+        return self.required > self.ceiling
+
+    def explain(self) -> str:
+        """``budget 3610s = preStop 5s + timeout 3600s + margin 5s``."""
+        return (f"budget {self.required}s = preStop {self.pre_stop}s"
+                f" + timeout {self.timeout}s + margin {self.margin}s")

@@ -1,0 +1,267 @@
+"""One pure function from a workload and its namespace's policies to a decision.
+
+Why one function for both adapters: the webhook mutates with the patch and
+the operator reports the findings. If they computed "compliant" separately
+they would drift, and a workload the webhook just fixed would show up as a
+mismatch (or the reverse). Both call :func:`evaluate`.
+
+The findings describe the object *as given*; the patch and the plan describe
+it *after* the mutation. Admitting the patched object again yields an empty
+patch (idempotence), which is what lets the webhook run on every update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graceful.core import prestop, timeout_sources
+from graceful.core.budget import Budget
+from graceful.core.findings import Finding, FindingCode, clip, warning
+from graceful.core.names import (
+    KUBERNETES_DEFAULT_GRACE_SECONDS,
+    KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
+    KUBERNETES_DEFAULT_PROBE_PERIOD,
+)
+from graceful.core.patch import PatchBuilder, Pointer
+from graceful.core.plan import ContainerPlan, Plan, PreStopChange, ReadinessPlan
+from graceful.core.podspec import (
+    ContainerView,
+    UnreadableObject,
+    annotations_of,
+    labels_of,
+    read_pod_spec,
+)
+from graceful.core.policy import GracefulPolicy, PolicySpec
+from graceful.core.selection import select
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the engine decided for one workload."""
+
+    opted_in: bool
+    """The policy annotation is present or a policy's selector matched."""
+    policy_name: str | None = None
+    """The policy asked for (even when it does not exist)."""
+    policy: GracefulPolicy | None = None
+    """The policy found."""
+    plan: Plan | None = None
+    """The settings the budget needs; None when nothing could be planned."""
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    """RFC 6902 operations for the object as given; empty in Audit mode."""
+    warnings: list[str] = field(default_factory=list)
+    """Admission warnings, each under 120 characters."""
+    findings: list[Finding] = field(default_factory=list)
+    """Why the object as given does not meet the policy."""
+
+    @property
+    def compliant(self) -> bool:
+        """Opted in, policy found, and no findings."""
+        return self.opted_in and self.policy is not None and not self.findings
+
+
+def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Decision:
+    """Decide the shutdown settings of ``obj`` under the policies of its namespace.
+
+    Never raises on a malformed object: it returns a decision with a warning
+    (and, when the object opted in, an ``UnreadableWorkload`` finding).
+    """
+    try:
+        annotations = annotations_of(obj)
+        labels = labels_of(obj)
+    except UnreadableObject as exc:
+        return Decision(opted_in=False, warnings=[warning(f"cannot read the object: {exc}")])
+    selection = select(annotations, labels, policies)
+    if not selection.opted_in:
+        return Decision(opted_in=False)
+    name = selection.policy_name or ""
+    if selection.policy is None:
+        return Decision(
+            opted_in=True, policy_name=name,
+            warnings=[warning(f"policy {clip(name)!r} not found")],
+            findings=[Finding(FindingCode.PolicyNotFound, f"policy {clip(name)!r} not found")],
+        )
+    try:
+        return _Planner(obj, annotations, selection.policy).decide()
+    except UnreadableObject as exc:
+        return Decision(
+            opted_in=True, policy_name=name, policy=selection.policy,
+            warnings=[warning(f"cannot read {exc}; not mutated")],
+            findings=[Finding(FindingCode.UnreadableWorkload, f"cannot read {exc}")],
+        )
+
+
+def _whole(value: Any, default: int, where: Pointer) -> int:
+    if value is None:
+        return default
+    if type(value) is not int or value < 1:
+        raise UnreadableObject(f"{where} is not a positive whole number")
+    return value
+
+
+class _Planner:
+    """The steps of one evaluation, sharing the patch builder and the findings."""
+
+    def __init__(self, obj: Mapping[str, Any], annotations: Mapping[str, str],
+                 policy: GracefulPolicy) -> None:
+        self.obj = obj
+        self.annotations = annotations
+        self.policy = policy
+        self.spec: PolicySpec = policy.spec
+        self.builder = PatchBuilder(obj)
+        self.findings: list[Finding] = []
+        self.warnings: list[str] = []
+
+    def decide(self) -> Decision:
+        spec = self.spec
+        pod = read_pod_spec(self.obj)
+        annotation, found = timeout_sources.from_annotation(self.annotations)
+        self._note(found)
+        wanted = set(spec.containers)
+        selected = [c for c in pod.containers if not wanted or c.name in wanted]
+        names = {c.name for c in pod.containers}
+        for missing in spec.containers:
+            if missing not in names:
+                self.warnings.append(warning(f"policy container {clip(missing)!r} not in the pod"))
+        plans = tuple(self._container(c, annotation) for c in selected)
+        if plans:
+            budget = max(plans, key=lambda p: p.budget.required).budget
+        else:
+            timeout, _ = timeout_sources.resolve(annotation, None, spec.graceful_timeout_seconds)
+            budget = self._budget(spec.drain.pre_stop_sleep_seconds, timeout.seconds)
+        grace = self._grace(pod.path, pod.grace, budget)
+        untouched = tuple(c.name for c in pod.containers if c not in selected) + pod.sidecars
+        plan = Plan(pod_spec_path=str(pod.path), budget=budget, grace_period_seconds=grace,
+                    containers=plans, untouched=untouched)
+        patch = self.builder.ops
+        if spec.mode == "Audit":
+            patch = []
+            self.warnings.insert(0, warning(f"policy {clip(self.policy.name)!r} audits only;"
+                                            " not mutated"))
+            self.warnings.extend(warning(f"audit: {f.message}") for f in self.findings
+                                 if f.code is not FindingCode.UnreadableTimeout)
+        elif patch:
+            self.warnings.insert(0, warning(budget.explain()))
+        return Decision(opted_in=True, policy_name=self.policy.name, policy=self.policy,
+                        plan=plan, patch=patch, warnings=_unique(self.warnings),
+                        findings=self.findings)
+
+    def _note(self, findings: list[Finding]) -> None:
+        """Record findings that also deserve an admission warning."""
+        self.findings.extend(findings)
+        self.warnings.extend(warning(f.message) for f in findings)
+
+    def _budget(self, pre_stop: int, timeout: int) -> Budget:
+        drain = self.spec.drain
+        return Budget(pre_stop=pre_stop, timeout=timeout, margin=drain.safety_margin_seconds,
+                      ceiling=drain.max_grace_period_seconds)
+
+    def _container(self, container: ContainerView,
+                   annotation: timeout_sources.Timeout | None) -> ContainerPlan:
+        timeout, found = timeout_sources.resolve(annotation, container.raw,
+                                                 self.spec.graceful_timeout_seconds)
+        self._note(found)
+        change, pre_stop = self._pre_stop(container)
+        readiness = self._readiness(container, pre_stop)
+        return ContainerPlan(name=container.name, timeout=timeout, pre_stop=change,
+                             pre_stop_seconds=pre_stop, readiness=readiness,
+                             budget=self._budget(pre_stop, timeout.seconds))
+
+    def _pre_stop(self, container: ContainerView) -> tuple[PreStopChange, int]:
+        """Add, raise or keep the preStop hook; returns the change and the sleep it counts."""
+        drain = self.spec.drain
+        wanted = drain.pre_stop_sleep_seconds
+        lifecycle = container.raw.get("lifecycle")
+        if lifecycle is not None and not isinstance(lifecycle, Mapping):
+            raise UnreadableObject(f"{container.path}/lifecycle is not an object")
+        existing = prestop.read(lifecycle.get("preStop") if lifecycle else None)
+        hook_path = container.path / "lifecycle" / "preStop"
+        name = clip(container.name)
+        if existing.shape == "none":
+            if wanted == 0:
+                return "none", 0
+            self.findings.append(Finding(FindingCode.PreStopMissing,
+                                         f"container {name}: no preStop hook", container.name))
+            self.builder.set(hook_path, prestop.hook_for(drain.pre_stop_action, wanted))
+            return "add", wanted
+        if existing.shape == "unknown" or existing.seconds is None:
+            self.warnings.append(warning(
+                f"kept existing preStop on container {clip(container.name, 32)}"
+                " (duration unknown)"))
+            return "keep-unknown", wanted
+        if existing.seconds < wanted:
+            self.findings.append(Finding(
+                FindingCode.PreStopTooShort,
+                f"container {name}: preStop sleep {existing.seconds}s < {wanted}s",
+                container.name))
+            self._set_sleep(hook_path, existing, wanted)
+            return "raise", wanted
+        if existing.seconds > wanted and self.spec.user_values == "Overwrite":
+            self._set_sleep(hook_path, existing, wanted)
+            return "lower", wanted
+        return "keep", existing.seconds
+
+    def _set_sleep(self, hook_path: Pointer, existing: prestop.PreStop, seconds: int) -> None:
+        relative, value = existing.value_for(seconds)
+        self.builder.set(hook_path.join(relative), value)
+
+    def _readiness(self, container: ContainerView, pre_stop: int) -> ReadinessPlan | None:
+        """Tune an existing readiness probe so the pod leaves the endpoints within S."""
+        probe = container.raw.get("readinessProbe")
+        if probe is None:
+            return None
+        where = container.path / "readinessProbe"
+        if not isinstance(probe, Mapping):
+            raise UnreadableObject(f"{where} is not an object")
+        period = _whole(probe.get("periodSeconds"), KUBERNETES_DEFAULT_PROBE_PERIOD,
+                        where / "periodSeconds")
+        threshold = _whole(probe.get("failureThreshold"),
+                           KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD, where / "failureThreshold")
+        current = ReadinessPlan(period, threshold)
+        tuning = self.spec.readiness
+        if tuning is None:
+            return current
+        target = ReadinessPlan(tuning.period_seconds, tuning.failure_threshold)
+        too_long = current.window > pre_stop
+        if too_long:
+            self.findings.append(Finding(
+                FindingCode.ReadinessWindowTooLong,
+                f"container {clip(container.name)}: readiness window {current.window}s"
+                f" ({period}s x {threshold}) > preStop {pre_stop}s", container.name))
+        if too_long or (self.spec.user_values == "Overwrite" and current != target):
+            self.builder.set(where / "periodSeconds", target.period_seconds)
+            self.builder.set(where / "failureThreshold", target.failure_threshold)
+            return target
+        return current
+
+    def _grace(self, pod_path: Pointer, current: int | None, budget: Budget) -> int:
+        """Raise the grace period to the budget; lower it only under Overwrite."""
+        effective = KUBERNETES_DEFAULT_GRACE_SECONDS if current is None else current
+        target = budget.grace
+        if effective < target:
+            self.findings.append(Finding(FindingCode.GracePeriodBelowBudget,
+                                         f"grace period {effective}s < budget {target}s"))
+        if budget.capped and effective < budget.required:
+            self.findings.append(Finding(
+                FindingCode.BudgetCapped,
+                f"budget {budget.required}s capped at {budget.ceiling}s"
+                " by maxGracePeriodSeconds"))
+        new = effective
+        if effective < target or self.spec.user_values == "Overwrite":
+            new = target
+        elif effective > target and current is not None:
+            self.warnings.append(warning(
+                f"kept terminationGracePeriodSeconds {effective}s above budget {target}s"))
+        if new != effective:
+            self.builder.set(pod_path / "terminationGracePeriodSeconds", new)
+        if budget.capped and new < budget.required:
+            self.warnings.append(warning(
+                f"capped at {new}s by maxGracePeriodSeconds {budget.ceiling}s:"
+                f" budget {budget.required}s is {budget.required - new}s short"))
+        return new
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

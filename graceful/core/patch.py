@@ -1,0 +1,88 @@
+"""RFC 6902 JSON Patch operations that are safe on any valid object.
+
+Why a builder instead of a diff: the API server applies the webhook's patch
+to the object as admitted, and ``replace`` on a path that does not exist fails
+the whole admission. The builder walks a private copy of the object, emits
+``add`` of the first missing parent (with the rest nested inside it) and
+``replace`` only where the value is already there, and applies each operation
+to its copy so that later operations see earlier ones. Keys are escaped as RFC
+6901 requires (``~`` → ``~0``, ``/`` → ``~1``), so an annotation such as
+``graceful.io/policy`` is one path segment, not two.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+def escape(segment: str | int) -> str:
+    """One RFC 6901 reference token."""
+    return str(segment).replace("~", "~0").replace("/", "~1")
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A JSON pointer held as its unescaped parts."""
+
+    parts: tuple[str | int, ...] = ()
+
+    def __truediv__(self, part: str | int) -> Pointer:
+        return Pointer((*self.parts, part))
+
+    def join(self, other: Pointer) -> Pointer:
+        """This pointer followed by ``other``."""
+        return Pointer((*self.parts, *other.parts))
+
+    def __str__(self) -> str:
+        return "".join("/" + escape(part) for part in self.parts)
+
+
+class PatchBuilder:
+    """Collects operations and keeps a copy of the object with them applied."""
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        self.doc: dict[str, Any] = copy.deepcopy(dict(obj))
+        self.ops: list[dict[str, Any]] = []
+
+    def set(self, pointer: Pointer, value: Any) -> None:
+        """Make ``pointer`` hold ``value``: ``add`` the first missing parent, else ``replace``."""
+        node: Any = self.doc
+        parts = pointer.parts
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not isinstance(part, int) or not 0 <= part < len(node):
+                    raise ValueError(f"{pointer}: no element {part}")
+                if last:
+                    if node[part] != value:
+                        self._emit("replace", parts, value)
+                        node[part] = copy.deepcopy(value)
+                    return
+                node = node[part]
+                continue
+            if not isinstance(node, dict):
+                raise ValueError(f"{pointer}: parent is not an object")
+            key = str(part)
+            if key not in node or node[key] is None:
+                nested = _nest(parts[depth + 1:], value)
+                self._emit("add", parts[: depth + 1], nested)
+                node[key] = copy.deepcopy(nested)
+                return
+            if last:
+                if node[key] != value:
+                    self._emit("replace", parts, value)
+                    node[key] = copy.deepcopy(value)
+                return
+            node = node[key]
+
+    def _emit(self, op: str, parts: tuple[str | int, ...], value: Any) -> None:
+        self.ops.append({"op": op, "path": str(Pointer(parts)), "value": copy.deepcopy(value)})
+
+
+def _nest(parts: tuple[str | int, ...], value: Any) -> Any:
+    for part in reversed(parts):
+        value = {str(part): value}
+    return value

@@ -1,0 +1,151 @@
+"""Reading the pod template out of a workload, without trusting its shape.
+
+Why defensive reading: the webhook sees objects before the API server has
+validated every field (mutating admission runs first), and the auditor sees
+whatever is stored. A ``containers`` that is not a list must become a readable
+warning, not a 500 from the webhook, because a failing webhook with
+``failurePolicy: Fail`` blocks every rollout in the namespace.
+
+Which containers count: ``spec.containers`` are the app. Init containers run
+before the app and are gone when it stops, so they are left alone. Native
+sidecars (init containers with ``restartPolicy: Always``) are also left alone:
+the kubelet stops them only after every app container has exited, so they
+already outlive the drain, and a preStop sleep on them would only spend the
+remaining grace period after the app is gone (see docs/shutdown-budget.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from graceful.core.findings import clip
+from graceful.core.names import WORKLOAD_KINDS
+from graceful.core.patch import Pointer
+
+
+class UnreadableObject(ValueError):
+    """The object is not a workload shape the engine can read; the message says where."""
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    """One app container of the pod template, with where it lives in the object."""
+
+    name: str
+    raw: Mapping[str, Any]
+    path: Pointer
+
+
+@dataclass(frozen=True)
+class PodSpecView:
+    """The pod spec of a workload and the parts of it the budget needs."""
+
+    path: Pointer
+    raw: Mapping[str, Any]
+    containers: tuple[ContainerView, ...]
+    sidecars: tuple[str, ...]
+    grace: int | None
+    """``terminationGracePeriodSeconds`` as set, or None when absent (Kubernetes uses 30)."""
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise UnreadableObject(f"{where} is not an object")
+    return value
+
+
+def _optional_mapping(value: Any, where: str) -> Mapping[str, Any]:
+    return {} if value is None else _mapping(value, where)
+
+
+def _list(value: Any, where: str) -> Sequence[Any]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise UnreadableObject(f"{where} is not a list")
+    return value
+
+
+def pod_spec_path(obj: Mapping[str, Any]) -> Pointer:
+    """Where the pod spec lives: ``/spec`` for a Pod, ``/spec/template/spec`` otherwise."""
+    return Pointer(("spec",)) if obj.get("kind") == "Pod" else Pointer(("spec", "template", "spec"))
+
+
+def read_pod_spec(obj: Mapping[str, Any]) -> PodSpecView:
+    """The pod spec of ``obj``; :class:`UnreadableObject` when the shape is wrong."""
+    kind = _mapping(obj, "object").get("kind")
+    if kind not in WORKLOAD_KINDS:
+        kinds = ", ".join(WORKLOAD_KINDS)
+        raise UnreadableObject(f"kind {clip(str(kind))!r} is not one of {kinds}")
+    path = pod_spec_path(obj)
+    node: Any = obj
+    for part in path.parts:
+        if not isinstance(node, Mapping):
+            raise UnreadableObject(f"{path} is not an object")
+        node = node.get(str(part))
+        if node is None:
+            raise UnreadableObject(f"{path} is missing")
+    spec = _mapping(node, str(path))
+    grace = spec.get("terminationGracePeriodSeconds")
+    if grace is not None and (type(grace) is not int or grace < 0):
+        raise UnreadableObject(f"{path}/terminationGracePeriodSeconds is not a whole number")
+    containers = []
+    for index, item in enumerate(_list(spec.get("containers"), f"{path}/containers")):
+        where = path / "containers" / index
+        container = _mapping(item, str(where))
+        name = container.get("name")
+        if not isinstance(name, str) or not name:
+            raise UnreadableObject(f"{where}/name is not a string")
+        containers.append(ContainerView(name=name, raw=container, path=where))
+    sidecars = []
+    for index, item in enumerate(_list(spec.get("initContainers"), f"{path}/initContainers")):
+        init = _mapping(item, str(path / "initContainers" / index))
+        if init.get("restartPolicy") == "Always" and isinstance(init.get("name"), str):
+            sidecars.append(init["name"])
+    if not containers:
+        raise UnreadableObject(f"{path}/containers is empty")
+    return PodSpecView(path=path, raw=spec, containers=tuple(containers),
+                       sidecars=tuple(sidecars), grace=grace)
+
+
+def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``metadata`` of the object ({} when absent); :class:`UnreadableObject` if not a map."""
+    return _optional_mapping(_mapping(obj, "object").get("metadata"), "/metadata")
+
+
+def string_map(value: Any, where: str) -> dict[str, str]:
+    """A labels or annotations map, keeping only string values."""
+    return {k: v for k, v in _optional_mapping(value, where).items()
+            if isinstance(k, str) and isinstance(v, str)}
+
+
+def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    """The workload's annotations over its pod template's (the workload's own win).
+
+    Users put ``graceful.io/*`` on either; reading both means a Deployment
+    annotated on its template still opts in.
+    """
+    merged: dict[str, str] = {}
+    if _mapping(obj, "object").get("kind") != "Pod":
+        spec = _optional_mapping(obj.get("spec"), "/spec")
+        template = _optional_mapping(spec.get("template"), "/spec/template")
+        meta = _optional_mapping(template.get("metadata"), "/spec/template/metadata")
+        merged.update(string_map(meta.get("annotations"), "/spec/template/metadata/annotations"))
+    merged.update(string_map(metadata_of(obj).get("annotations"), "/metadata/annotations"))
+    return merged
+
+
+def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    """The workload's own labels, which a policy's selector matches."""
+    return string_map(metadata_of(obj).get("labels"), "/metadata/labels")
+
+
+def name_of(obj: Mapping[str, Any]) -> str:
+    """``metadata.name`` (or ``generateName``), "" when neither is a string."""
+    meta = metadata_of(obj)
+    for key in ("name", "generateName"):
+        if isinstance(meta.get(key), str):
+            return str(meta[key])
+    return ""
