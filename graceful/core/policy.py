@@ -38,7 +38,8 @@ MAX_MISMATCHES = 50
 
 _M = TypeVar("_M", bound=BaseModel)
 
-_SPEC = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+#: Strict like the API server: "30" is not an integer, unknown fields are errors.
+_SPEC = ConfigDict(populate_by_name=True, extra="forbid", frozen=True, strict=True)
 
 
 class PolicyError(ValueError):
@@ -253,7 +254,7 @@ class GracefulPolicy(BaseModel):
             "apiVersion": API_VERSION,
             "kind": KIND,
             "metadata": {"name": self.name},
-            "spec": self.spec.model_dump(by_alias=True, exclude_none=True),
+            "spec": _without_empty(self.spec.model_dump(by_alias=True, exclude_none=True)),
         }
         if self.namespace:
             obj["metadata"]["namespace"] = self.namespace
@@ -287,6 +288,15 @@ _FIELD_OF_MESSAGE = {
 }
 
 
+def _without_empty(value: Any) -> Any:
+    """Drop empty lists and maps below the top level, as the API server stores them."""
+    if isinstance(value, dict):
+        return {k: _without_empty(v) for k, v in value.items() if v not in ([], {})}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
+
+
 def _validate(model: type[_M], value: Any, root: str) -> _M:
     try:
         return model.model_validate({} if value is None else value)
@@ -299,9 +309,9 @@ def _describe(exc: ValidationError, root: str) -> str:
     parts = []
     for error in exc.errors()[:3]:
         message = str(error["msg"]).removeprefix("Value error, ")
-        path = [root, *(str(p) for p in error["loc"])]
+        path = root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
         extra = _FIELD_OF_MESSAGE.get(message)
         if extra:
-            path.append(extra)
-        parts.append(f"{'.'.join(path)}: {message}")
+            path += f".{extra}"
+        parts.append(f"{path}: {message}")
     return "; ".join(parts)

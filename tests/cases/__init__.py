@@ -73,6 +73,31 @@ def _case(path: Path) -> Case:
     )
 
 
+@dataclass(frozen=True)
+class InvalidPolicy:
+    """A GracefulPolicy spec that must be rejected, and how the rejection reads."""
+
+    name: str
+    spec: dict[str, Any]
+    field: str
+    """The field path both the API server's and the model's messages name."""
+    server: str
+    """A substring of the API server's message."""
+    model: str
+    """A substring of :class:`graceful.core.PolicyError`'s message."""
+
+    def object(self, name: str | None = None) -> dict[str, Any]:
+        """The policy as an API object."""
+        return {"apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
+                "metadata": {"name": name or self.name}, "spec": self.spec}
+
+
+def load_invalid_policies() -> list[InvalidPolicy]:
+    """Every spec of ``policies/invalid.yaml``."""
+    raw = yaml.safe_load((CASES_DIR / "policies" / "invalid.yaml").read_text())
+    return [InvalidPolicy(**item) for item in raw]
+
+
 def load_cases() -> list[Case]:
     """Every case, sorted by file name."""
     return [_case(path) for path in sorted(CASES_DIR.glob("*.yaml"))]
