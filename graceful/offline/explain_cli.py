@@ -1,0 +1,179 @@
+"""``graceful explain -f FILE``: where each container's shutdown budget goes.
+
+For every workload in the input it prints, per app container, the timeline
+as written and, when the webhook would change it, the timeline after
+admission: preStop sleep, SIGTERM, the app's drain, the margin, SIGKILL, and
+the readiness window. The numbers come from the same engine as the webhook's
+patch (:func:`graceful.core.evaluate`); the timeline is read back from the
+object before and after that patch, so the picture shows exactly what the pod
+would get.
+
+Exit codes: 0 drawn (whatever the verdict: ``graceful audit`` is the check),
+2 unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import jsonpatch
+
+from graceful.core import Decision, GracefulPolicy, evaluate, prestop
+from graceful.core.names import (
+    ANNOTATION_POLICY,
+    KUBERNETES_DEFAULT_GRACE_SECONDS,
+    KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
+    KUBERNETES_DEFAULT_PROBE_PERIOD,
+)
+from graceful.core.podspec import UnreadableObject, annotations_of, read_pod_spec
+from graceful.core.timeout_sources import Timeout, from_annotation, from_container
+from graceful.offline.loader import Document, InputError, inventory, load
+from graceful.offline.timeline import Timings, draw, verdict
+
+PROG = "graceful explain"
+_SOURCES = {
+    "annotation": "the graceful.io/graceful-timeout annotation",
+    "flag": "its command line",
+    "env": "its environment",
+    "policy": "the policy's gracefulTimeoutSeconds",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Draw the shutdown timeline of each container (preStop, SIGTERM, drain, margin, "
+        "SIGKILL, readiness window) as written and as the webhook would admit it. "
+        "GracefulPolicies are read from the same files."
+    )
+    parser.add_argument(
+        "-f", "--filename", dest="files", action="append", required=True, metavar="FILE",
+        help="a manifest file, a directory or - for standard input; repeat for more",
+    )
+    parser.add_argument(
+        "-n", "--namespace", default="default",
+        help="namespace of objects that name none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--width", type=int, default=None,
+        help="width of the picture in characters (default: the terminal's, at most 100)",
+    )
+
+
+def _timings(obj: Mapping[str, Any], container: str, timeout: int | None, margin: int,
+             assumed_pre_stop: int) -> tuple[Timings, str | None]:
+    """The timings of one container of ``obj``, and a note on a preStop hook we cannot read."""
+    pod = read_pod_spec(obj)
+    raw = next(c.raw for c in pod.containers if c.name == container)
+    lifecycle = raw.get("lifecycle")
+    hook = prestop.read(lifecycle.get("preStop") if isinstance(lifecycle, Mapping) else None)
+    note = None
+    if hook.shape == "none":
+        pre_stop = 0
+    elif hook.seconds is None:
+        pre_stop = assumed_pre_stop
+        note = f"its own preStop hook (duration unknown; counted as {pre_stop}s)"
+    else:
+        pre_stop = hook.seconds
+    window = None
+    probe = raw.get("readinessProbe")
+    if isinstance(probe, Mapping):
+        period = probe.get("periodSeconds", KUBERNETES_DEFAULT_PROBE_PERIOD)
+        threshold = probe.get("failureThreshold", KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD)
+        if isinstance(period, int) and isinstance(threshold, int):
+            window = period * threshold
+    grace = KUBERNETES_DEFAULT_GRACE_SECONDS if pod.grace is None else pod.grace
+    return Timings(pre_stop=pre_stop, timeout=timeout, margin=margin, grace=grace,
+                   readiness_window=window), note
+
+
+def _unmanaged_timeout(obj: Mapping[str, Any], raw: Mapping[str, Any]) -> Timeout | None:
+    found, _ = from_annotation(annotations_of(obj))
+    if found is None:
+        found, _ = from_container(raw)
+    return found
+
+
+def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> list[str]:
+    title = f"{doc.kind} {namespace}/{doc.name}"
+    policy: GracefulPolicy | None = decision.policy
+    if not decision.opted_in:
+        lines = [f"{title}: not opted in (no {ANNOTATION_POLICY} annotation, no policy"
+                 " selector matches); the timeline Kubernetes gives it:"]
+    elif policy is None:
+        lines = [f"{title}: policy {decision.policy_name!r} not found in namespace {namespace};"
+                 " the timeline Kubernetes gives it:"]
+    else:
+        drain = policy.spec.drain
+        lines = [f"{title}: policy {policy.name} ({policy.spec.mode}): preStop"
+                 f" {drain.pre_stop_sleep_seconds}s, margin {drain.safety_margin_seconds}s,"
+                 f" ceiling {drain.max_grace_period_seconds}s"]
+    admitted = (jsonpatch.apply_patch(doc.obj, decision.patch, in_place=False)
+                if decision.patch else None)
+    pod = read_pod_spec(doc.obj)
+    plan = decision.plan
+    for view in pod.containers:
+        container_plan = plan.container(view.name) if plan else None
+        lines.append("")
+        if plan is not None and container_plan is None:
+            lines.append(f"container {view.name}: not selected by the policy; left alone")
+            continue
+        if container_plan is not None:
+            timeout: Timeout | None = container_plan.timeout
+            margin = policy.spec.drain.safety_margin_seconds if policy else 0
+            assumed = container_plan.pre_stop_seconds
+        else:
+            timeout = _unmanaged_timeout(doc.obj, view.raw)
+            margin, assumed = 0, 0
+        origin = (f"G = {timeout.seconds}s from {_SOURCES[timeout.source]}"
+                  + (f" ({timeout.detail})" if timeout.detail and timeout.source in ("flag", "env")
+                     else "")) if timeout else "G unknown"
+        lines.append(f"container {view.name}: {origin}")
+        seconds = timeout.seconds if timeout else None
+        before, note = _timings(doc.obj, view.name, seconds, margin, assumed)
+        lines.append("  as written" + (f"; {note}" if note else "") + ":")
+        lines.extend(draw(before, width=width, indent="    "))
+        lines.append("    " + verdict(before))
+        if admitted is not None:
+            after, note = _timings(admitted, view.name, seconds, margin, assumed)
+            lines.append("  after admission (the webhook's patch)"
+                         + (f"; {note}" if note else "") + ":")
+            lines.extend(draw(after, width=width, indent="    "))
+            lines.append("    " + verdict(after))
+        elif container_plan is not None and policy is not None:
+            lines.append("  the webhook changes nothing here"
+                         + (" (the policy only audits)" if policy.spec.mode == "Audit" else ""))
+    for name in pod.sidecars:
+        lines.append("")
+        lines.append(f"sidecar {name}: stopped by the kubelet after the app containers; left alone")
+    if decision.findings:
+        lines.append("")
+        lines.append("findings as written:")
+        lines.extend(f"  - {f.code}: {f.message}" for f in decision.findings)
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        found = inventory(load(args.files), args.namespace)
+    except InputError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    if not found.workloads:
+        print(f"{PROG}: no Deployment, StatefulSet, DaemonSet or Pod in the input",
+              file=sys.stderr)
+        return 2
+    width = args.width or min(shutil.get_terminal_size((100, 24)).columns - 8, 92)
+    width = max(width, 40)
+    blocks = []
+    for namespace, doc in found.workloads:
+        decision = evaluate(doc.obj, found.policies.get(namespace, []))
+        try:
+            blocks.append("\n".join(_describe(doc, namespace, decision, width)))
+        except UnreadableObject as exc:
+            blocks.append(f"{doc.kind} {namespace}/{doc.name}: cannot read {exc}")
+    print("\n\n".join(blocks))
+    return 0

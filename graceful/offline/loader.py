@@ -1,0 +1,161 @@
+"""Reading Kubernetes objects from files, directories and standard input.
+
+Manifests come in every shape a pipeline produces: one object per file, many
+documents per file (``---``), ``kind: List`` (``kubectl get -o yaml``), JSON,
+and directories of all of these. Anything that is not a Kubernetes object is
+an input error (exit code 2), reported in one line naming the file and the
+document, because a CI check that silently skips a file is worse than none.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from graceful.core import KIND, WORKLOAD_KINDS, GracefulPolicy, PolicyError
+
+#: File names read when a directory is given (recursively, in sorted order).
+SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "-"
+
+
+class InputError(ValueError):
+    """Input that cannot be read; the message names the file and the document."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One Kubernetes object and where it came from."""
+
+    source: str
+    """``path`` or ``path#N`` (the N-th document, from 1) or ``<stdin>#N``."""
+    obj: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        meta = self.obj.get("metadata")
+        if isinstance(meta, Mapping):
+            for key in ("name", "generateName"):
+                if isinstance(meta.get(key), str):
+                    return str(meta[key])
+        return ""
+
+    def namespace(self, default: str) -> str:
+        meta = self.obj.get("metadata")
+        if isinstance(meta, Mapping) and isinstance(meta.get("namespace"), str):
+            return str(meta["namespace"]) or default
+        return default
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*")
+                       if p.is_file() and p.suffix in SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not found:
+            raise InputError(f"{path}: no {', '.join(SUFFIXES)} files in this directory")
+        return found
+    if path.exists():
+        return [path]
+    raise InputError(f"{path}: no such file or directory")
+
+
+def _documents(label: str, stream: IO[str] | str) -> Iterator[Document]:
+    try:
+        loaded = list(yaml.safe_load_all(stream))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise InputError(f"{label}:{where} not valid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{label}: not a text file") from None
+    many = len(loaded) > 1
+    for index, item in enumerate(loaded, start=1):
+        where = f"{label}#{index}" if many else label
+        if item is None:  # an empty document, e.g. a trailing '---'
+            continue
+        yield from _objects(where, item)
+
+
+def _objects(where: str, item: Any) -> Iterator[Document]:
+    if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
+        raise InputError(f"{where}: not a Kubernetes object (no kind)")
+    if item["kind"].endswith("List") and isinstance(item.get("items"), list):
+        for number, child in enumerate(item["items"], start=1):
+            yield from _objects(f"{where} item {number}", child)
+        return
+    yield Document(where, item)
+
+
+def load(paths: Iterable[str], stdin: IO[str] | None = None) -> list[Document]:
+    """Every object in ``paths`` (files, directories, or ``-`` for standard input)."""
+    documents: list[Document] = []
+    read_stdin = False
+    for raw in paths:
+        if raw == STDIN:
+            if read_stdin:
+                raise InputError("-: standard input given twice")
+            read_stdin = True
+            documents.extend(_documents("<stdin>", (stdin or sys.stdin).read()))
+            continue
+        for path in _files(Path(raw)):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{path}: not a UTF-8 text file") from None
+            except OSError as exc:
+                raise InputError(f"{path}: {exc.strerror or exc}") from None
+            documents.extend(_documents(str(path), text))
+    return documents
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The workloads and the policies found in the input, by namespace."""
+
+    workloads: list[tuple[str, Document]]
+    """(namespace, document) for each Deployment, StatefulSet, DaemonSet and Pod."""
+    policies: dict[str, list[GracefulPolicy]]
+    """namespace -> its GracefulPolicies."""
+
+
+def inventory(documents: Iterable[Document], default_namespace: str) -> Inventory:
+    """Sort objects into workloads and policies; other kinds are ignored.
+
+    A policy without a namespace belongs to ``default_namespace``, like the
+    workloads without one (which is what ``kubectl apply -n`` would do).
+    """
+    workloads: list[tuple[str, Document]] = []
+    policies: dict[str, list[GracefulPolicy]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for doc in documents:
+        namespace = doc.namespace(default_namespace)
+        if doc.kind == KIND and str(doc.obj.get("apiVersion", "")).startswith("graceful.io/"):
+            obj = dict(doc.obj)
+            meta = dict(obj.get("metadata") or {})
+            meta["namespace"] = namespace
+            obj["metadata"] = meta
+            try:
+                policy = GracefulPolicy.from_object(obj)
+            except PolicyError as exc:
+                message = " ".join(str(exc).split())
+                raise InputError(f"{doc.source}: GracefulPolicy {doc.name!r}: {message}") from None
+            key = (namespace, policy.name)
+            if key in seen:
+                raise InputError(f"{doc.source}: GracefulPolicy {namespace}/{policy.name}"
+                                 f" is also defined in {seen[key]}")
+            seen[key] = doc.source
+            policies.setdefault(namespace, []).append(policy)
+        elif doc.kind in WORKLOAD_KINDS:
+            workloads.append((namespace, doc))
+    return Inventory(workloads, policies)
