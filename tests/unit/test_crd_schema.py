@@ -23,10 +23,12 @@ _EMPTY: tuple[Any, ...] = ([], {}, None)
 
 
 def load_crd() -> dict[str, Any]:
-    return yaml.safe_load(CRD_PATH.read_text())
+    crd: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
+    return crd
 
 
 def crd_version() -> dict[str, Any]:
+    version: dict[str, Any]
     (version,) = load_crd()["spec"]["versions"]
     return version
 

@@ -49,7 +49,7 @@ PRESTOPS = st.one_of(
     st.just({"httpGet": {"path": "/drain", "port": 8080}}),
     st.just({"exec": {"command": ["/usr/sbin/nginx", "-s", "quit"]}}),
 )
-FLAGS = st.one_of(
+FLAGS: st.SearchStrategy[list[str]] = st.one_of(
     st.just([]),
     st.builds(lambda n: ["--graceful-timeout", str(n)], st.integers(0, 100000)),
     st.builds(lambda n: [f"--timeout-graceful-shutdown={n}"], st.integers(0, 100000)),
