@@ -1,0 +1,164 @@
+"""The admission decision: a typed review in, a typed response out, no HTTP.
+
+Why a plain function: as in kopf's ``serve_admission_request``, the route only
+parses and serialises, so every decision is tested by calling :func:`admit`
+with a review and a policy lookup, no server needed. The budget itself is
+``graceful.core.evaluate``'s business; this module only decides *whether* to
+ask (kind, operation, ownership) and turns the answer into an admission
+response.
+
+Why everything is allowed: this webhook adds a preStop hook and raises a grace
+period. None of that is worth failing a deploy for, so an object the engine
+cannot interpret, a failing policy lookup, or a patch that would not apply is
+admitted unchanged, with a warning that ``kubectl`` shows to the user.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import jsonpatch
+
+from graceful.core import Decision, GracefulPolicy, evaluate
+from graceful.webhook.review import AdmissionResponse, AdmissionReview
+
+log = logging.getLogger(__name__)
+
+#: The namespace's policies, in the order ``evaluate`` expects (any order is fine).
+PolicyLookup = Callable[[str], Iterable[GracefulPolicy]]
+
+#: What happened to one review, for the metrics.
+Outcome = Literal["mutated", "unchanged", "skipped", "error"]
+
+#: (group, version, kind) the webhook acts on; anything else is admitted as is.
+HANDLED: Final = frozenset({
+    ("apps", "v1", "Deployment"),
+    ("apps", "v1", "StatefulSet"),
+    ("apps", "v1", "DaemonSet"),
+    ("", "v1", "Pod"),
+})
+
+#: The API server truncates longer warnings; kubectl prints each on a line.
+WARNING_LIMIT: Final = 120
+#: Enough to say everything useful about one object without flooding a terminal.
+MAX_WARNINGS: Final = 16
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The response to send, and how to count it."""
+
+    response: AdmissionResponse
+    outcome: Outcome
+
+
+def admit(review: AdmissionReview, policies: PolicyLookup) -> AdmissionResponse:
+    """The response to ``review``: always allowed, patched when the policy asks for it."""
+    return judge(review, policies).response
+
+
+def judge(review: AdmissionReview, policies: PolicyLookup) -> Verdict:
+    """Like :func:`admit`, with the outcome the metrics count. Never raises."""
+    request = review.request
+    uid = request.uid
+    try:
+        obj = request.object
+        if not _handled(review) or obj is None:
+            return Verdict(AdmissionResponse(uid=uid), "skipped")
+        namespace = request.namespace or _namespace_of(obj)
+        decision = evaluate(obj, list(policies(namespace)))
+        return _respond(uid, obj, decision)
+    except Exception:  # the engine or the lookup failed: never the reason a deploy fails
+        log.exception("admission of %s %s/%s failed; admitted unchanged",
+                      request.kind.kind, request.namespace, request.name)
+        return Verdict(AdmissionResponse(
+            uid=uid, warnings=["graceful: internal error evaluating this object; not mutated"],
+        ), "error")
+
+
+def _handled(review: AdmissionReview) -> bool:
+    """A create or update of a workload, or the creation of a Pod no controller owns."""
+    request = review.request
+    kind = request.kind
+    if request.operation not in ("CREATE", "UPDATE") or request.sub_resource:
+        return False
+    if (kind.group, kind.version, kind.kind) not in HANDLED:
+        return False
+    if kind.kind != "Pod":
+        return True
+    # A Pod's spec is immutable once created: patching an UPDATE would fail it.
+    # A controller's Pods were already handled through its template.
+    return (request.operation == "CREATE" and request.object is not None
+            and not _controlled(request.object))
+
+
+def _controlled(obj: Mapping[str, Any]) -> bool:
+    metadata = obj.get("metadata")
+    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
+    if not isinstance(owners, list):
+        return False
+    return any(isinstance(ref, Mapping) and ref.get("controller") is True for ref in owners)
+
+
+def _namespace_of(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    return namespace if isinstance(namespace, str) else ""
+
+
+def _respond(uid: str, obj: Mapping[str, Any], decision: Decision) -> Verdict:
+    warnings = list(decision.warnings)
+    patch = list(decision.patch)
+    audit = decision.policy is not None and decision.policy.spec.mode == "Audit"
+    outcome: Outcome = "unchanged" if decision.opted_in else "skipped"
+    if patch and audit:  # the engine returns none; a policy that audits must never mutate
+        log.error("engine returned a patch under an Audit policy; dropped")
+        patch = []
+    if patch and not _applies(obj, patch):
+        warnings.append("graceful: the computed patch does not apply; not mutated")
+        patch = []
+        outcome = "error"
+    response = AdmissionResponse(uid=uid, warnings=_clean(warnings) or None)
+    if patch:
+        response.patch = encode_patch(patch)
+        response.patch_type = "JSONPatch"
+        outcome = "mutated"
+    return Verdict(response, outcome)
+
+
+def _applies(obj: Mapping[str, Any], patch: list[dict[str, Any]]) -> bool:
+    """Whether the API server will be able to apply ``patch``.
+
+    A patch that fails there fails the request whatever the failurePolicy, so
+    it is tried here first on a copy (a fraction of a millisecond).
+    """
+    try:
+        jsonpatch.JsonPatch(patch).apply(obj, in_place=False)
+    except Exception:
+        log.exception("computed patch does not apply: %s", patch)
+        return False
+    return True
+
+
+def encode_patch(patch: list[dict[str, Any]]) -> str:
+    """The patch as the ``response.patch`` field carries it: base64 of compact JSON."""
+    return base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode("ascii")
+
+
+def _clean(warnings: Iterable[str]) -> list[str]:
+    """Printable, unique, each shorter than the limit, and not too many."""
+    out: list[str] = []
+    for text in warnings:
+        line = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+        if len(line) >= WARNING_LIMIT:
+            line = line[: WARNING_LIMIT - 4] + "..."
+        if line and line not in out:
+            out.append(line)
+    if len(out) > MAX_WARNINGS:
+        out = [*out[: MAX_WARNINGS - 1], f"graceful: {len(out) - MAX_WARNINGS + 1} more warnings"]
+    return out

@@ -1,0 +1,330 @@
+"""GracefulPolicies in memory, kept current by a list+watch of the API server.
+
+Why a cache: the API server waits for the webhook on every create and update
+of a workload (``timeoutSeconds``, a few seconds at most). Reading the
+policies from the API on each request would add a round trip to every deploy
+and make the webhook fail whenever the API server is slow to answer *it*.
+Policies change rarely, so the webhook keeps all of them in memory, indexed by
+namespace, and answers from there.
+
+The feeding loop is client-go's reflector, in small: list everything, then
+watch from the list's ``resourceVersion``; resume a broken watch from the last
+version seen (bookmarks included), relist when the server says that version
+is gone (410), and back off exponentially while the server is unreachable, so
+the cache survives an API server restart without a restart of its own. It
+runs in a thread because the official client is blocking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from graceful.core import GROUP, PLURAL, VERSION, GracefulPolicy, PolicyError
+
+log = logging.getLogger(__name__)
+
+
+class PolicySource(Protocol):
+    """What the webhook needs from a cache: readiness and a namespace's policies."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def policies_in(self, namespace: str) -> tuple[GracefulPolicy, ...]: ...
+
+
+class PolicyCache:
+    """Every usable GracefulPolicy of the cluster, by namespace; safe across threads.
+
+    Readers get an immutable snapshot (a tuple); writers replace a namespace's
+    entry under a lock, so an admission never sees a half-applied update.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_namespace: dict[str, dict[str, GracefulPolicy]] = {}
+        self._sorted: dict[str, tuple[GracefulPolicy, ...]] = {}
+        self._synced = threading.Event()
+        self.resource_version: str | None = None
+        """The version of the last list or event applied."""
+
+    @classmethod
+    def of(cls, policies: Iterable[GracefulPolicy]) -> PolicyCache:
+        """A cache that is already synced, holding ``policies`` (for tests and offline use)."""
+        cache = cls()
+        with cache._lock:
+            for policy in policies:
+                cache._by_namespace.setdefault(policy.namespace, {})[policy.name] = policy
+            cache._sorted = {ns: _sorted(byname) for ns, byname in cache._by_namespace.items()}
+        cache._synced.set()
+        return cache
+
+    @property
+    def ready(self) -> bool:
+        """True once a full list has been applied (and ever after)."""
+        return self._synced.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the first list is applied; False on timeout."""
+        return self._synced.wait(timeout)
+
+    def policies_in(self, namespace: str) -> tuple[GracefulPolicy, ...]:
+        """The policies of ``namespace``, by name."""
+        return self._sorted.get(namespace, ())
+
+    def __len__(self) -> int:
+        return sum(len(policies) for policies in self._sorted.values())
+
+    def replace(self, objects: Iterable[Mapping[str, Any]], resource_version: str) -> None:
+        """Forget everything and hold the policies of a fresh list."""
+        by_namespace: dict[str, dict[str, GracefulPolicy]] = {}
+        for obj in objects:
+            policy = _policy(obj)
+            if policy is not None:
+                by_namespace.setdefault(policy.namespace, {})[policy.name] = policy
+        with self._lock:
+            self._by_namespace = by_namespace
+            self._sorted = {ns: _sorted(byname) for ns, byname in by_namespace.items()}
+            self.resource_version = resource_version
+        if not self._synced.is_set():
+            log.info("policy cache synced: %d policies", len(self))
+        self._synced.set()
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        """Apply one watch event (ADDED, MODIFIED or DELETED)."""
+        namespace, name = _identity(obj)
+        if name is None:
+            log.warning("ignored a %s event for a policy without a name", event_type)
+            return
+        policy = None if event_type == "DELETED" else _policy(obj)
+        with self._lock:
+            byname = dict(self._by_namespace.get(namespace, {}))
+            if policy is None:  # deleted, or no longer usable
+                byname.pop(name, None)
+            else:
+                byname[name] = policy
+            if byname:
+                self._by_namespace[namespace] = byname
+                self._sorted = {**self._sorted, namespace: _sorted(byname)}
+            else:
+                self._by_namespace.pop(namespace, None)
+                self._sorted = {ns: p for ns, p in self._sorted.items() if ns != namespace}
+            version = _resource_version(obj)
+            if version:
+                self.resource_version = version
+
+
+def _sorted(byname: Mapping[str, GracefulPolicy]) -> tuple[GracefulPolicy, ...]:
+    return tuple(byname[name] for name in sorted(byname))
+
+
+def _identity(obj: Mapping[str, Any]) -> tuple[str, str | None]:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return "", None
+    name = metadata.get("name")
+    namespace = metadata.get("namespace")
+    return (namespace if isinstance(namespace, str) else "",
+            name if isinstance(name, str) else None)
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str | None:
+    metadata = obj.get("metadata")
+    version = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
+    return version if isinstance(version, str) and version else None
+
+
+def _policy(obj: Mapping[str, Any]) -> GracefulPolicy | None:
+    """The policy in ``obj``, or None (logged) when it cannot be used."""
+    try:
+        return GracefulPolicy.from_object(obj)
+    except PolicyError as exc:
+        namespace, name = _identity(obj)
+        log.warning("skipped GracefulPolicy %s/%s: %s", namespace, name, exc)
+        return None
+
+
+# --- feeding the cache --------------------------------------------------------------------
+
+
+class ResourceGone(Exception):
+    """The watched resourceVersion is too old (HTTP 410): relist."""
+
+
+class PolicyApi(Protocol):
+    """The two calls a reflector needs; the real one is :class:`KubernetesPolicyApi`."""
+
+    def list(self) -> tuple[list[Mapping[str, Any]], str]:
+        """Every policy of the cluster and the list's resourceVersion."""
+        ...
+
+    def watch(self, resource_version: str, timeout_seconds: int) -> Iterator[Mapping[str, Any]]:
+        """Watch events after ``resource_version``; :class:`ResourceGone` on 410."""
+        ...
+
+    def interrupt(self) -> None:
+        """Abort a watch blocked in another thread (used to stop)."""
+        ...
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter between failed attempts."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    _current: float = 0.0
+
+    def next(self) -> float:
+        """The next delay: initial, then growing up to the maximum, +-20% jitter."""
+        self._current = self.initial if not self._current else min(
+            self._current * self.factor, self.maximum)
+        return self._current * random.uniform(0.8, 1.2)  # noqa: S311 - not cryptographic
+
+    def reset(self) -> None:
+        self._current = 0.0
+
+
+class Reflector:
+    """Keeps a :class:`PolicyCache` current from a :class:`PolicyApi`, in a thread."""
+
+    def __init__(self, cache: PolicyCache, api: PolicyApi, *, backoff: Backoff | None = None,
+                 watch_timeout: int = 300) -> None:
+        self.cache = cache
+        self.api = api
+        self.backoff = backoff or Backoff()
+        self.watch_timeout = watch_timeout
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Reflector:
+        """Run :meth:`run` in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name="policy-reflector", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the loop to end, interrupt a blocked watch, and wait for the thread."""
+        self._stop.set()
+        try:
+            self.api.interrupt()
+        except Exception:  # stopping must not fail
+            log.debug("interrupting the watch failed", exc_info=True)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """List, then watch, until stopped; never raises."""
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    items, version = self.api.list()
+                    self.cache.replace(items, version)
+                    self.backoff.reset()
+                started = time.monotonic()
+                version, events = self._watch(version)
+                if not events and time.monotonic() - started < 1.0:
+                    # a server that ends every watch at once (shutting down): don't spin
+                    self._stop.wait(self.backoff.next())
+            except ResourceGone:
+                log.info("policy watch: resourceVersion %s is gone; relisting", version)
+                version = None
+            except Exception as exc:
+                delay = self.backoff.next()
+                log.warning("policy watch failed (%s); retrying in %.1fs", _short(exc), delay)
+                self._stop.wait(delay)
+
+    def _watch(self, version: str) -> tuple[str, int]:
+        """Apply events until the stream ends; returns the last version seen and a count."""
+        events = 0
+        timeout = int(self.watch_timeout * random.uniform(0.8, 1.0)) or 1  # noqa: S311
+        for event in self.api.watch(version, timeout):
+            if self._stop.is_set():
+                break
+            kind = event.get("type")
+            obj = event.get("object")
+            if not isinstance(obj, Mapping):
+                raise ValueError(f"watch event {kind!r} without an object")
+            if kind == "ERROR":
+                code = obj.get("code")
+                if code == 410:
+                    raise ResourceGone(str(obj.get("message", "")))
+                raise RuntimeError(f"watch error {code}: {obj.get('message', '')}")
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                self.cache.apply(kind, obj)
+            version = _resource_version(obj) or version
+            events += 1
+            self.backoff.reset()
+        return version, events
+
+
+class KubernetesPolicyApi:
+    """:class:`PolicyApi` over the official client (``kubernetes.client.ApiClient``)."""
+
+    def __init__(self, api_client: Any, *, connect_timeout: float = 5.0) -> None:
+        from kubernetes import client  # noqa: PLC0415 - heavy import, only when used
+
+        self._custom = client.CustomObjectsApi(api_client)
+        self._connect_timeout = connect_timeout
+        self._response: Any = None
+        self._api_exception: type[Exception] = client.ApiException
+
+    def list(self) -> tuple[list[Mapping[str, Any]], str]:
+        result: Any = self._custom.list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, _request_timeout=(self._connect_timeout, 30))
+        return list(result.get("items") or []), str(result["metadata"]["resourceVersion"])
+
+    def watch(self, resource_version: str, timeout_seconds: int) -> Iterator[Mapping[str, Any]]:
+        try:
+            response: Any = self._custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, watch=True, resource_version=resource_version,
+                allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                # the server ends the watch after timeout_seconds; silence beyond is a dead link
+                _request_timeout=(self._connect_timeout, timeout_seconds + 15),
+            )
+        except self._api_exception as exc:
+            if getattr(exc, "status", None) == 410:
+                raise ResourceGone(str(exc)) from None
+            raise
+        self._response = response
+        try:
+            for line in _lines(response.stream(amt=None, decode_content=True)):
+                yield json.loads(line)
+        finally:
+            self._response = None
+            response.release_conn()
+
+    def interrupt(self) -> None:
+        response = self._response
+        if response is not None:
+            response.shutdown()
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Newline-delimited JSON records from a stream of arbitrary chunks."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from (line for line in complete if line.strip())
+    if pending.strip():
+        yield pending
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

@@ -1,0 +1,236 @@
+"""The admission.k8s.io/v1 AdmissionReview, typed, and a parser that never crashes.
+
+Why parse by hand instead of letting FastAPI validate the body: FastAPI answers
+a body it cannot validate with 422 and a generic list of errors, and a body it
+cannot decode can surface as a 500. The API server (and a human with curl)
+deserves a 400 that says what is wrong, and this webhook must never answer
+with a 500, because an admission webhook that errors can stop every deploy of
+a cluster whose configuration says ``failurePolicy: Fail``. So the route reads
+the body itself, with a bound, and hands the bytes to :func:`parse_review`,
+whose only failure is :class:`BadReview` with a one-line message.
+
+The models keep only the fields the webhook reads and ignore the others, so a
+newer API server that adds fields is still understood.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: The only version of the review the webhook is registered for.
+API_VERSION: Final = "admission.k8s.io/v1"
+KIND: Final = "AdmissionReview"
+
+#: Largest request body read. The API server's own limit for an object is
+#: 1.5 MiB (etcd's request size); a review carries the object and, on UPDATE,
+#: the old object, so twice that plus the envelope.
+MAX_BODY_BYTES: Final = 3 * 1024 * 1024
+
+Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+
+_IN = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+_OUT = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class BadReview(ValueError):
+    """A request body that is not a usable AdmissionReview; the message says why."""
+
+
+class GroupVersionKind(BaseModel):
+    """``request.kind``: the kind of the object, after the API server's conversion."""
+
+    model_config = _IN
+
+    group: str
+    """``""`` for the core group (Pods), ``apps`` for workloads."""
+    version: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        """The ``apiVersion`` an object of this kind carries."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+class GroupVersionResource(BaseModel):
+    """``request.resource``: the resource the request was made against."""
+
+    model_config = _IN
+
+    group: str
+    version: str
+    resource: str
+
+
+class AdmissionRequest(BaseModel):
+    """``request`` of an AdmissionReview: what the API server asks about."""
+
+    model_config = _IN
+
+    uid: Annotated[str, Field(min_length=1, max_length=256)]
+    """Echoed in the response; the API server matches the two by it."""
+    kind: GroupVersionKind
+    resource: GroupVersionResource | None = None
+    sub_resource: str | None = Field(default=None, alias="subResource")
+    """Set for requests to ``status``, ``scale``, ``ephemeralcontainers``...: not ours."""
+    name: str | None = None
+    """Empty on CREATE with ``generateName``."""
+    namespace: str | None = None
+    operation: Operation
+    object: dict[str, Any] | None = None
+    """The object as it will be stored (CREATE, UPDATE)."""
+    old_object: dict[str, Any] | None = Field(default=None, alias="oldObject")
+    dry_run: bool = Field(default=False, alias="dryRun")
+    """The request is not persisted; answered the same way (there are no side effects)."""
+
+    @field_validator("dry_run", mode="before")
+    @classmethod
+    def _null_is_false(cls, value: Any) -> Any:
+        return False if value is None else value
+
+
+class AdmissionReview(BaseModel):
+    """The review the API server POSTs to ``/mutate``."""
+
+    model_config = _IN
+
+    api_version: Literal["admission.k8s.io/v1"] = Field(alias="apiVersion")
+    kind: Literal["AdmissionReview"]
+    request: AdmissionRequest
+
+
+class Status(BaseModel):
+    """A metav1.Status, only used to explain a refusal (the webhook never refuses)."""
+
+    model_config = _OUT
+
+    code: int | None = None
+    message: str | None = None
+
+
+class AdmissionResponse(BaseModel):
+    """``response`` of an AdmissionReview: the verdict and the patch."""
+
+    model_config = _OUT
+
+    uid: str
+    """The ``request.uid`` answered."""
+    allowed: bool = True
+    """Always true: this webhook mutates, it never blocks a deploy."""
+    patch: str | None = None
+    """Base64 of an RFC 6902 JSON Patch; absent when nothing changes."""
+    patch_type: Literal["JSONPatch"] | None = Field(default=None, alias="patchType")
+    warnings: list[str] | None = None
+    """Shown by ``kubectl``; each under 120 characters."""
+    status: Status | None = None
+
+
+class AdmissionReviewResponse(BaseModel):
+    """The review the webhook answers with."""
+
+    model_config = _OUT
+
+    api_version: Literal["admission.k8s.io/v1"] = Field(default=API_VERSION, alias="apiVersion")
+    kind: Literal["AdmissionReview"] = KIND
+    response: AdmissionResponse
+
+
+class Problem(BaseModel):
+    """The body of a 400: what was wrong with the request."""
+
+    detail: str
+
+
+def _no_constants(name: str) -> Any:
+    raise BadReview(f"malformed JSON: {name} is not a JSON value")
+
+
+def parse_review(body: bytes, *, limit: int = MAX_BODY_BYTES) -> AdmissionReview:
+    """The review in ``body``, or :class:`BadReview` saying what is wrong with it.
+
+    Checks, in order: the size, the JSON, the envelope (``apiVersion``,
+    ``kind``, ``request``), the request's fields, and that the object is of
+    the kind the request claims.
+    """
+    if len(body) > limit:
+        raise BadReview(f"request body of {len(body)} bytes exceeds the limit of {limit} bytes")
+    if not body.strip():
+        raise BadReview("empty request body: expected an AdmissionReview")
+    try:
+        data = json.loads(body, parse_constant=_no_constants)
+    except BadReview:
+        raise
+    except RecursionError:
+        raise BadReview("malformed JSON: nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise BadReview(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:  # bad encoding, an integer too long
+        raise BadReview(f"malformed JSON: {_first_line(str(exc))}") from None
+    if not isinstance(data, dict):
+        raise BadReview(f"not an AdmissionReview: the body is a JSON {_json_type(data)}")
+    if data.get("kind") != KIND:
+        raise BadReview(f"not an AdmissionReview: kind is {_shown(data.get('kind'))}")
+    if data.get("apiVersion") != API_VERSION:
+        raise BadReview(f"unsupported apiVersion {_shown(data.get('apiVersion'))}:"
+                        f" expected {API_VERSION}")
+    if data.get("request") is None:
+        raise BadReview("request: missing (a response-only AdmissionReview?)")
+    try:
+        review = AdmissionReview.model_validate(data)
+    except ValidationError as exc:
+        raise BadReview(_describe(exc)) from None
+    _check_object(review.request)
+    return review
+
+
+def _check_object(request: AdmissionRequest) -> None:
+    """The object must be present for CREATE and UPDATE and be the kind claimed."""
+    if request.operation not in ("CREATE", "UPDATE"):
+        return
+    if request.object is None:
+        raise BadReview(f"request.object: required for {request.operation}")
+    claimed = request.kind
+    kind = request.object.get("kind")
+    if kind is not None and kind != claimed.kind:
+        raise BadReview(f"request.object: kind {_shown(kind)} does not match"
+                        f" request.kind {_shown(claimed.kind)}")
+    api_version = request.object.get("apiVersion")
+    if api_version is not None and api_version != claimed.api_version:
+        raise BadReview(f"request.object: apiVersion {_shown(api_version)} does not match"
+                        f" request.kind {_shown(claimed.api_version)}")
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first validation errors as ``request.field: message``."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(exc.errors()) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value from the request, quoted and clipped, for an error message."""
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else "cannot decode"
