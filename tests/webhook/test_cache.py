@@ -1,0 +1,251 @@
+"""The policy cache and its reflector, against a scripted fake API (no cluster)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from graceful.webhook.cache import (
+    Backoff,
+    PolicyCache,
+    Reflector,
+    ResourceGone,
+    _lines,
+)
+
+from .conftest import policy_object
+
+
+def _obj(name: str, namespace: str = "team-a", version: str = "1", **spec: Any) -> dict[str, Any]:
+    obj = policy_object(name, namespace, **spec)
+    obj["metadata"]["resourceVersion"] = version
+    return obj
+
+
+def _names(cache: PolicyCache, namespace: str = "team-a") -> list[str]:
+    return [p.name for p in cache.policies_in(namespace)]
+
+
+def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+# --- the cache ---------------------------------------------------------------------------
+
+
+def test_not_ready_until_the_first_list() -> None:
+    cache = PolicyCache()
+    assert not cache.ready and cache.policies_in("team-a") == ()
+    cache.replace([], "5")
+    assert cache.ready and cache.resource_version == "5"
+
+
+def test_indexed_by_namespace_and_sorted_by_name() -> None:
+    cache = PolicyCache()
+    cache.replace([_obj("b"), _obj("a"), _obj("c", "team-b")], "3")
+    assert _names(cache) == ["a", "b"]
+    assert _names(cache, "team-b") == ["c"]
+    assert len(cache) == 3
+
+
+def test_events_add_modify_delete() -> None:
+    cache = PolicyCache()
+    cache.replace([_obj("a")], "1")
+    cache.apply("ADDED", _obj("b", version="2"))
+    cache.apply("MODIFIED", _obj("a", version="3", gracefulTimeoutSeconds=90))
+    assert _names(cache) == ["a", "b"]
+    assert cache.policies_in("team-a")[0].spec.graceful_timeout_seconds == 90
+    cache.apply("DELETED", _obj("a", version="4"))
+    cache.apply("DELETED", _obj("b", version="5"))
+    assert _names(cache) == [] and cache.resource_version == "5"
+
+
+def test_a_snapshot_is_not_changed_by_later_events() -> None:
+    cache = PolicyCache()
+    cache.replace([_obj("a")], "1")
+    snapshot = cache.policies_in("team-a")
+    cache.apply("ADDED", _obj("b"))
+    assert [p.name for p in snapshot] == ["a"]
+
+
+def test_invalid_policies_are_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    cache = PolicyCache()
+    bad = _obj("bad", drain={"preStopSleepSeconds": -1})
+    with caplog.at_level(logging.WARNING):
+        cache.replace([_obj("good"), bad, {"metadata": "nonsense"}], "1")
+    assert _names(cache) == ["good"]
+    assert "skipped GracefulPolicy team-a/bad: spec.drain.preStopSleepSeconds" in caplog.text
+
+
+def test_a_policy_that_becomes_invalid_is_dropped() -> None:
+    cache = PolicyCache()
+    cache.replace([_obj("a")], "1")
+    cache.apply("MODIFIED", _obj("a", version="2", mode="Sometimes"))
+    assert _names(cache) == []
+
+
+def test_relist_forgets_policies_deleted_meanwhile() -> None:
+    cache = PolicyCache()
+    cache.replace([_obj("a"), _obj("b")], "1")
+    cache.replace([_obj("b")], "9")
+    assert _names(cache) == ["b"]
+
+
+# --- the reflector ------------------------------------------------------------------------
+
+
+Step = list[Mapping[str, Any]] | BaseException
+
+
+class FakeApi:
+    """Serves scripted lists and watches; a watch past the script blocks until interrupted."""
+
+    def __init__(self, lists: list[tuple[list[dict[str, Any]], str] | BaseException],
+                 watches: list[Step]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.list_calls = 0
+        self.watch_versions: list[str] = []
+        self._interrupted = threading.Event()
+
+    def list(self) -> tuple[list[Mapping[str, Any]], str]:
+        self.list_calls += 1
+        step = self.lists.pop(0) if self.lists else ([], "0")
+        if isinstance(step, BaseException):
+            raise step
+        items, version = step
+        return list(items), version
+
+    def watch(self, resource_version: str, timeout_seconds: int) -> Iterator[Mapping[str, Any]]:
+        self.watch_versions.append(resource_version)
+        if not self.watches:
+            self._interrupted.wait()
+            return
+        step = self.watches.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        yield from step
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+
+def _event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "object": obj}
+
+
+@pytest.fixture
+def run() -> Iterator[Callable[[FakeApi], tuple[PolicyCache, Reflector]]]:
+    reflectors: list[Reflector] = []
+
+    def start(api: FakeApi) -> tuple[PolicyCache, Reflector]:
+        cache = PolicyCache()
+        reflector = Reflector(cache, api, backoff=Backoff(initial=0.001, maximum=0.01),
+                              watch_timeout=60).start()
+        reflectors.append(reflector)
+        return cache, reflector
+
+    yield start
+    for reflector in reflectors:
+        reflector.stop()
+
+
+def test_lists_then_watches_from_the_list_version(run: Any) -> None:
+    api = FakeApi([([_obj("a")], "10")], [[_event("ADDED", _obj("b", version="11"))]])
+    cache, _ = run(api)
+    _until(lambda: _names(cache) == ["a", "b"])
+    assert cache.ready
+    _until(lambda: api.watch_versions == ["10", "11"])  # resumed from the last event
+
+
+def test_bookmarks_advance_the_version(run: Any) -> None:
+    bookmark = {"type": "BOOKMARK", "object": {"kind": "GracefulPolicy",
+                                              "metadata": {"resourceVersion": "50"}}}
+    api = FakeApi([([], "10")], [[bookmark]])
+    run(api)
+    _until(lambda: api.watch_versions == ["10", "50"])
+
+
+def test_410_gone_relists(run: Any) -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410,
+                                       "message": "too old resource version: 10 (20)"}}
+    api = FakeApi([([_obj("a")], "10"), ([_obj("b", version="30")], "30")],
+                  [[gone]])
+    cache, _ = run(api)
+    _until(lambda: _names(cache) == ["b"])
+    assert api.list_calls == 2
+    _until(lambda: api.watch_versions == ["10", "30"])
+
+
+def test_410_on_connect_relists(run: Any) -> None:
+    api = FakeApi([([], "10"), ([_obj("b")], "30")], [ResourceGone("expired")])
+    cache, _ = run(api)
+    _until(lambda: _names(cache) == ["b"])
+
+
+def test_connection_errors_back_off_and_resume_from_the_last_version(
+        run: Any, caplog: pytest.LogCaptureFixture) -> None:
+    refused = ConnectionRefusedError(111, "Connection refused")
+    api = FakeApi([([_obj("a")], "10")],
+                  [[_event("ADDED", _obj("b", version="12"))], refused, refused, refused,
+                   [_event("ADDED", _obj("c", version="13"))]])
+    with caplog.at_level(logging.WARNING):
+        cache, _ = run(api)
+        _until(lambda: _names(cache) == ["a", "b", "c"])
+    assert api.list_calls == 1  # no relist needed: the version was still valid
+    assert api.watch_versions[:5] == ["10", "12", "12", "12", "12"]
+    assert "policy watch failed (ConnectionRefusedError" in caplog.text
+
+
+def test_the_first_list_is_retried_until_it_works(run: Any) -> None:
+    api = FakeApi([ConnectionRefusedError(), TimeoutError(), ([_obj("a")], "10")], [])
+    cache, _ = run(api)
+    _until(lambda: cache.ready)
+    assert _names(cache) == ["a"] and api.list_calls == 3
+
+
+def test_other_watch_errors_reconnect(run: Any) -> None:
+    error = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "boom"}}
+    api = FakeApi([([], "10")], [[error], [_event("ADDED", _obj("a", version="11"))]])
+    cache, _ = run(api)
+    _until(lambda: _names(cache) == ["a"])
+    assert api.list_calls == 1
+
+
+def test_malformed_events_reconnect(run: Any) -> None:
+    api = FakeApi([([], "10")], [[{"type": "ADDED"}], [_event("ADDED", _obj("a"))]])
+    cache, _ = run(api)
+    _until(lambda: _names(cache) == ["a"])
+
+
+def test_stop_interrupts_a_blocked_watch(run: Any) -> None:
+    api = FakeApi([([], "10")], [])
+    _, reflector = run(api)
+    _until(lambda: api.watch_versions == ["10"])
+    started = time.monotonic()
+    reflector.stop(timeout=2)
+    assert reflector._thread is not None and not reflector._thread.is_alive()
+    assert time.monotonic() - started < 1
+
+
+def test_backoff_grows_to_a_maximum_with_jitter() -> None:
+    backoff = Backoff(initial=1, maximum=8)
+    delays = [backoff.next() for _ in range(6)]
+    assert 0.8 <= delays[0] <= 1.2 and 1.6 <= delays[1] <= 2.4
+    assert all(6.4 <= d <= 9.6 for d in delays[3:])
+    backoff.reset()
+    assert backoff.next() <= 1.2
+
+
+def test_lines_split_records_across_chunks() -> None:
+    chunks = [b'{"a":', b' 1}\n{"b"', b": 2}\n\n", b'{"c": 3}']
+    assert list(_lines(chunks)) == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}']
