@@ -39,6 +39,9 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context.minimum_version = MINIMUM_VERSION
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_alpn_protocols(["http/1.1"])
+    for path in (cert, key):
+        if not Path(path).is_file():
+            raise CertificateError(f"{path}: no such file")
     try:
         context.load_cert_chain(certfile=str(cert), keyfile=str(key))
     except FileNotFoundError as exc:
