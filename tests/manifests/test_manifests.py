@@ -82,7 +82,6 @@ def test_crd_is_the_copy_of_crds() -> None:
 
 
 def test_webhook_configuration_is_the_generators_output() -> None:
-    pytest.importorskip("graceful.webhook.config", reason="graceful.webhook.config not landed")
     path = ROOT / render.WEBHOOK_TARGET
     assert path.read_text() == render.webhook_configuration(), (
         "run python -m graceful.offline.render")

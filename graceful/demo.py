@@ -1,0 +1,493 @@
+"""``graceful demo``: the whole product, end to end, on a local control plane.
+
+What a platform engineer would do by hand, in the order that shows why each
+part exists:
+
+1. start the local control plane (``graceful cluster up``'s engine) or, with
+   ``--kubeconfig``, use an existing cluster after asking;
+2. install the GracefulPolicy CRD;
+3. create the *legacy* Deployment **before** the webhook exists, as in any
+   cluster where the product is installed late;
+4. start the webhook (TLS with a CA made for this run, registered by URL and
+   caBundle) and the operator, as local processes;
+5. apply the policy, the FastStream worker and the gunicorn web app: the
+   webhook mutates them on admission;
+6. print what a user looks at: the injected settings of the worker, the
+   ``kubectl get gracefulpolicies`` table with the legacy Deployment as the
+   one mismatch, and its reasons.
+
+Everything the demo starts is stopped on exit, Ctrl-C included; in an
+existing cluster it removes its namespace and its webhook configuration
+(the CRD stays: other policies may use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+PROG = "graceful demo"
+NAMESPACE = "graceful-demo"
+WEBHOOK_CONFIGURATION = "graceful-demo-webhook"
+ROOT = Path(__file__).resolve().parents[1]
+CRD = ROOT / "crds" / "gracefulpolicy.yaml"
+EXAMPLES = ROOT / "examples"
+#: Applied after the webhook is registered, in this order.
+MUTATED_EXAMPLES = ("policy.yaml", "worker.yaml", "web.yaml")
+LEGACY_EXAMPLE = "legacy.yaml"
+WAIT_SECONDS = 90.0
+
+
+class DemoError(RuntimeError):
+    """A step failed; the message is one line, details go to the log files."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start a local Kubernetes control plane, run the webhook and the operator against it, "
+        "apply the examples (a policy, a FastStream worker, a gunicorn web app, and a legacy "
+        "Deployment created before the webhook) and show the result."
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, metavar="FILE",
+        help="use this existing cluster instead of a local control plane (asks first); its "
+             "API server must reach this machine at --webhook-host",
+    )
+    parser.add_argument("-y", "--yes", action="store_true",
+                        help="with --kubeconfig: do not ask before changing the cluster")
+    parser.add_argument(
+        "--webhook-host", default="127.0.0.1", metavar="ADDRESS",
+        help="address of this machine as the API server sees it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="keep everything running after the report, until Ctrl-C",
+    )
+
+
+# -- output ---------------------------------------------------------------------------
+
+@dataclass
+class Console:
+    """Progress lines while things start, then the report."""
+
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    started: float = field(default_factory=time.monotonic)
+
+    def step(self, text: str) -> None:
+        print(f"==> {text}", file=self.out, flush=True)
+
+    def detail(self, text: str) -> None:
+        print(f"    {text}", file=self.out, flush=True)
+
+    def section(self, title: str) -> None:
+        print(f"\n--- {title} " + "-" * max(3, 76 - len(title)), file=self.out, flush=True)
+
+    def text(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:.1f}s"
+
+
+# -- processes ------------------------------------------------------------------------
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux sends the child SIGTERM if the demo dies without cleaning up."""
+    import ctypes  # noqa: PLC0415
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """A webhook or operator process started by the demo, stopped by its own handle."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+            )
+
+    def check(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise DemoError(f"the {self.name} exited with status {self.proc.returncode};"
+                            f" its log: {self.log}\n{_tail(self.log)}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+# -- kubectl --------------------------------------------------------------------------
+
+@dataclass
+class Kubectl:
+    binary: str
+    kubeconfig: Path
+
+    def __call__(self, *args: str, input: str | None = None,
+                 check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, capture_output=True, text=True, timeout=120, check=False,
+        )
+        if check and proc.returncode != 0:
+            message = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            raise DemoError(f"kubectl {' '.join(args[:3])}: "
+                            f"{message[-1] if message else f'exit {proc.returncode}'}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+
+# -- the steps ------------------------------------------------------------------------
+
+def _confirm(kubectl: Kubectl, console: Console, assume_yes: bool,
+             ask: Callable[[str], str]) -> bool:
+    server = kubectl("config", "view", "--minify", "-o",
+                     "jsonpath={.clusters[0].cluster.server}").stdout.strip()
+    console.text(f"{PROG} will change the cluster at {server}:")
+    console.detail(f"create namespace {NAMESPACE} and the examples in it (deleted on exit)")
+    console.detail(f"register MutatingWebhookConfiguration {WEBHOOK_CONFIGURATION}"
+                   " pointing at this machine (deleted on exit)")
+    console.detail("install the GracefulPolicy CRD if it is missing (kept on exit)")
+    if assume_yes:
+        return True
+    try:
+        answer = ask("Continue? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _serving_pair(workdir: Path, host: str) -> tuple[Path, Path, bytes]:
+    """A CA made for this run and a serving certificate for ``host``."""
+    from graceful.testenv.pki import CertificateAuthority  # noqa: PLC0415
+
+    ca = CertificateAuthority.create("graceful-demo-webhook-ca")
+    cert, key = ca.issue("graceful-demo-webhook", hosts=[host, "localhost"],
+                         server=True).write(workdir / "tls", "webhook")
+    (workdir / "tls" / "ca.crt").write_bytes(ca.cert_pem)
+    return cert, key, ca.cert_pem
+
+
+def _wait(what: str, ready: Callable[[], bool], children: Sequence[Child],
+          timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            child.check()
+        if ready():
+            return
+        time.sleep(0.25)
+    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _https_ok(url: str, ca_pem: bytes) -> bool:
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=2) as answer:  # noqa: S310
+            return bool(answer.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _free_port() -> int:
+    from graceful.testenv.ports import free_port  # noqa: PLC0415
+
+    return free_port()
+
+
+def _python() -> list[str]:
+    return [sys.executable, "-m", "graceful.cli"]
+
+
+def _warnings(stderr: str) -> list[str]:
+    return [line.removeprefix("Warning: ") for line in stderr.splitlines()
+            if line.startswith("Warning: ")]
+
+
+def _injected(deployment: dict[str, Any]) -> list[str]:
+    pod = deployment["spec"]["template"]["spec"]
+    meta = deployment["metadata"]
+    lines = [f"deployment/{meta['name']}"]
+    for key, value in sorted((meta.get("annotations") or {}).items()):
+        if key.startswith("graceful.io/"):
+            lines.append(f"  metadata.annotations[{key}]: {json.dumps(value)}")
+    lines.append(f"  terminationGracePeriodSeconds: {pod.get('terminationGracePeriodSeconds')}"
+                 "   (Kubernetes' default is 30)")
+    for container in pod["containers"]:
+        name = container["name"]
+        pre_stop = (container.get("lifecycle") or {}).get("preStop")
+        lines.append(f"  containers[{name}].lifecycle.preStop: {json.dumps(pre_stop)}")
+        probe = container.get("readinessProbe")
+        if probe:
+            lines.append(f"  containers[{name}].readinessProbe: periodSeconds"
+                         f" {probe.get('periodSeconds')}, failureThreshold"
+                         f" {probe.get('failureThreshold')}")
+    return lines
+
+
+@dataclass
+class Demo:
+    kubectl: Kubectl
+    console: Console
+    workdir: Path
+    webhook_host: str
+    existing_cluster: bool
+    children: list[Child] = field(default_factory=list)
+    registered: bool = False
+    created_namespace: bool = False
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "KUBECONFIG": str(self.kubectl.kubeconfig)}
+
+    def install_crd(self) -> None:
+        self.console.step("installing the GracefulPolicy CRD")
+        if not CRD.is_file():
+            raise DemoError(f"{CRD} not found: run the demo from a clone of the repository")
+        if self.existing_cluster and self.kubectl(
+                "get", "crd", "gracefulpolicies.graceful.io", check=False).returncode == 0:
+            self.console.detail("already installed; left as it is")
+        else:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/gracefulpolicies.graceful.io")
+
+    def create_legacy(self) -> None:
+        self.console.step(f"creating namespace {NAMESPACE} and the legacy Deployment"
+                          " (before the webhook exists)")
+        if self.kubectl("get", "namespace", NAMESPACE, check=False).returncode == 0:
+            raise DemoError(f"namespace {NAMESPACE} already exists: delete it first"
+                            f" (kubectl delete namespace {NAMESPACE})")
+        self.kubectl("create", "namespace", NAMESPACE)
+        self.created_namespace = True
+        self.kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLES / LEGACY_EXAMPLE))
+
+    def start_webhook(self) -> None:
+        cert, key, ca_pem = _serving_pair(self.workdir, self.webhook_host)
+        port = _free_port()
+        listen = "0.0.0.0" if self.webhook_host not in ("127.0.0.1", "localhost") else "127.0.0.1"  # noqa: S104
+        url = f"https://{self.webhook_host}:{port}"
+        self.console.step(f"starting the webhook on {url} (TLS, with a CA made for this demo)")
+        webhook = Child("webhook", [*_python(), "webhook", "--cert", str(cert), "--key", str(key),
+                                    "--host", listen, "--port", str(port),
+                                    "--kubeconfig", str(self.kubectl.kubeconfig)],
+                        self.workdir / "webhook.log")
+        webhook.start(self.env())
+        self.children.append(webhook)
+        local = f"https://127.0.0.1:{port}" if listen == "0.0.0.0" else url  # noqa: S104
+        _wait("the webhook's /readyz", lambda: _https_ok(f"{local}/readyz", ca_pem),
+              self.children)
+        self.console.step(f"registering it: MutatingWebhookConfiguration {WEBHOOK_CONFIGURATION}"
+                          " (failurePolicy Ignore)")
+        from graceful.webhook.config import webhook_configuration  # noqa: PLC0415
+
+        config = webhook_configuration(name=WEBHOOK_CONFIGURATION, ca_bundle=ca_pem,
+                                       url=f"{url}/mutate")
+        self.kubectl("apply", "-f", "-", input=json.dumps(config))
+        self.registered = True
+
+    def start_operator(self) -> None:
+        self.console.step(f"starting the operator (audits namespace {NAMESPACE})")
+        operator = Child("operator", [*_python(), "operator",
+                                      "--kubeconfig", str(self.kubectl.kubeconfig),
+                                      "--namespace", NAMESPACE,
+                                      # its own Lease: never competes with an installed operator
+                                      "--lease-namespace", NAMESPACE],
+                         self.workdir / "operator.log")
+        operator.start(self.env())
+        self.children.append(operator)
+
+    def apply_examples(self) -> None:
+        names = ", ".join(f"examples/{n}" for n in MUTATED_EXAMPLES)
+        self.console.step(f"applying {names}")
+        for name in MUTATED_EXAMPLES:
+            proc = self.kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLES / name))
+            for line in _warnings(proc.stderr):
+                self.console.detail(f"{name}: kubectl printed the warning: {line}")
+
+    def wait_for_report(self) -> dict[str, Any]:
+        self.console.step("waiting for the operator's report")
+        found: dict[str, Any] = {}
+
+        def reported() -> bool:
+            policy = self.kubectl.json("get", "gracefulpolicy", "apps", "-n", NAMESPACE)
+            status = policy.get("status") or {}
+            found.update(policy)
+            return bool(status.get("matched") == 3 and status.get("mismatched") == 1)
+
+        _wait("the policy status to show 3 matched, 1 mismatched", reported, self.children)
+        return found
+
+    def report(self, policy: dict[str, Any]) -> None:
+        console = self.console
+        worker = self.kubectl.json("get", "deployment", "worker", "-n", NAMESPACE)
+        console.section("what the webhook injected into the FastStream worker")
+        for line in _injected(worker):
+            console.text(line)
+        pods = self.kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app=worker")["items"]
+        if pods:
+            spec = pods[0]["spec"]
+            grace = spec.get("terminationGracePeriodSeconds")
+            pre_stop = (spec["containers"][0].get("lifecycle") or {}).get("preStop")
+            console.text(f"pod/{pods[0]['metadata']['name']} (made by the ReplicaSet):"
+                         f" terminationGracePeriodSeconds {grace}, preStop {json.dumps(pre_stop)}")
+        web = self.kubectl.json("get", "deployment", "web", "-n", NAMESPACE)
+        console.text("\nand into the gunicorn web app (G = 60 s read from --graceful-timeout):")
+        for line in _injected(web):
+            console.text(line)
+        console.section(f"kubectl get gracefulpolicies -n {NAMESPACE}")
+        console.text(self.kubectl("get", "gracefulpolicies", "-n", NAMESPACE).stdout.rstrip())
+        console.section("the mismatch")
+        for mismatch in (policy.get("status") or {}).get("mismatches") or []:
+            console.text(f"{mismatch.get('kind')} {mismatch.get('name')}:")
+            for reason in mismatch.get("reasons") or []:
+                console.text(f"  - {reason}")
+        console.text(
+            "\nIt was created before the webhook existed, so nobody set its budget. Roll it out"
+            " again and the\nwebhook fixes it; the operator then reports COMPLIANT 3:\n"
+            f"  kubectl -n {NAMESPACE} rollout restart deployment/legacy")
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        if not self.existing_cluster:
+            return
+        if self.registered:
+            self.kubectl("delete", "mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION,
+                         "--ignore-not-found", check=False)
+        if self.created_namespace:
+            self.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace, console: Console) -> Iterator[Path]:
+    """The kubeconfig to use: the given one, or a local control plane's."""
+    if args.kubeconfig is not None:
+        yield args.kubeconfig
+        return
+    from graceful.testenv import BuildError, ComponentError, ControlPlane  # noqa: PLC0415
+
+    console.step("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)")
+    plane = ControlPlane(name="demo", progress=lambda msg: console.detail(msg.lstrip(". ")))
+    try:
+        plane.start()
+    except (BuildError, ComponentError) as exc:
+        raise DemoError(str(exc).splitlines()[0]) from None
+    try:
+        console.detail(f"ready at {plane.server} ({console.elapsed()})")
+        yield plane.kubeconfig
+    finally:
+        plane.stop()
+
+
+def _sigterm_as_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def demo(args: argparse.Namespace, console: Console | None = None,
+         ask: Callable[[str], str] = input) -> int:
+    """Run the demo; returns the exit code. Separate from :func:`run` for tests."""
+    console = console or Console()
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        print(f"{PROG}: --kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
+        return 2
+    if args.kubeconfig is not None and not args.yes and not sys.stdin.isatty() and ask is input:
+        print(f"{PROG}: --kubeconfig changes a cluster: confirm with --yes"
+              " (standard input is not a terminal)", file=sys.stderr)
+        return 2
+    from graceful.testenv.build import find_kubectl  # noqa: PLC0415
+
+    workdir = Path(tempfile.mkdtemp(prefix="graceful-demo-run-"))
+    failed = True
+    try:
+        with _cluster(args, console) as kubeconfig:
+            kubectl = Kubectl(str(find_kubectl(console.detail)), kubeconfig)
+            existing = args.kubeconfig is not None
+            if existing and not _confirm(kubectl, console, args.yes, ask):
+                console.text("nothing changed")
+                return 1
+            run_demo = Demo(kubectl, console, workdir, args.webhook_host, existing)
+            try:
+                run_demo.install_crd()
+                run_demo.create_legacy()
+                run_demo.start_webhook()
+                run_demo.start_operator()
+                run_demo.apply_examples()
+                policy = run_demo.wait_for_report()
+                run_demo.report(policy)
+                console.text(f"\ndemo finished in {console.elapsed()}")
+                if args.keep:
+                    console.text(f"\nStill running. In another shell:\n"
+                                 f"  export KUBECONFIG={kubeconfig}\n"
+                                 f"  kubectl get gracefulpolicies -n {NAMESPACE}\n"
+                                 "Press Ctrl-C to stop.")
+                    while True:
+                        for child in run_demo.children:
+                            child.check()
+                        time.sleep(1)
+                failed = False
+            finally:
+                run_demo.stop()
+    except DemoError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: the webhook's and the operator's logs are in {workdir}", file=sys.stderr)
+        return 1
+    finally:
+        if not failed:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        return demo(args)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
