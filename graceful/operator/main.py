@@ -1,0 +1,66 @@
+"""Wiring: settings in, a running kopf operator out.
+
+kopf is told to be quiet where it would otherwise write to the cluster: no
+peering objects (``standalone``; the Lease elects the writer instead) and no
+Events of its own (``posting.enabled = False``; every Event the operator posts
+is one of ours, with our labels and dedup annotations).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import kopf
+from kubernetes import config as k8s_config
+
+from graceful.operator.handlers import build_registry
+from graceful.operator.kube import KubeApi, load_configuration
+from graceful.operator.lease import LeaseElector
+from graceful.operator.reconciler import Auditor
+from graceful.operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False
+    settings.peering.standalone = True
+    # Reconnect quickly after an API server restart; notice dead connections within a minute.
+    settings.watching.reconnect_backoff = 1.0
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    return settings
+
+
+def start(settings: OperatorSettings, kubeconfig: str | None) -> int:
+    try:
+        cfg = load_configuration(kubeconfig)
+    except (k8s_config.ConfigException, OSError) as exc:
+        print(f"graceful operator: cannot load credentials: {exc}", file=sys.stderr)
+        return 2
+    api = KubeApi(cfg)
+    auditor = Auditor(settings=settings, api=api)
+    elector = LeaseElector(api, namespace=settings.lease_namespace, name=settings.lease_name,
+                           identity=settings.identity,
+                           duration_seconds=settings.lease_duration_seconds,
+                           renew_every=settings.renew_every,
+                           renew_deadline=settings.renew_deadline,
+                           on_change=auditor.leadership_changed)
+    auditor.is_leader = elector.is_leader
+    registry = build_registry(auditor, elector, api, cfg)
+    logger.info("graceful operator %s: namespaces=%s lease=%s/%s",
+                settings.identity, ",".join(settings.namespaces) or "(all)",
+                settings.lease_namespace, settings.lease_name)
+    kopf.run(
+        registry=registry,
+        settings=kopf_settings(),
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        liveness_endpoint=settings.liveness_endpoint,
+    )
+    return 0
