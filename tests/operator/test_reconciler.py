@@ -1,0 +1,267 @@
+"""The single writer against a fake API: what is written, when, and what is not."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from graceful.operator.events import REASON_COMPLIANT, REASON_MISMATCH
+from graceful.operator.handlers import (
+    index_pod,
+    index_policy,
+    index_replicaset,
+    index_workload,
+)
+from graceful.operator.reconciler import Auditor, Views
+from graceful.operator.settings import OperatorSettings
+from tests.operator import objects
+from tests.operator.fakes import FakeApi
+
+
+@dataclass
+class Resource:
+    kind: str
+
+
+@dataclass
+class World:
+    """API objects, indexed the way kopf indexes them with our index handlers."""
+
+    bodies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def put(self, body: dict[str, Any]) -> None:
+        self.bodies[(body["kind"], body["metadata"]["name"])] = body
+
+    def delete(self, kind: str, name: str) -> None:
+        del self.bodies[(kind, name)]
+
+    def views(self) -> Views:
+        indexes: dict[str, dict[Any, list[Any]]] = {
+            "policies": {}, "workloads": {}, "pods": {}, "replicasets": {}}
+        for body in self.bodies.values():
+            kind = body["kind"]
+            results: list[tuple[str, dict[Any, Any]]] = []
+            if kind == "GracefulPolicy":
+                results.append(("policies", index_policy(body)))  # type: ignore[arg-type]
+            if kind in ("Deployment", "StatefulSet", "DaemonSet", "Pod"):
+                results.append(("workloads", index_workload(body, Resource(kind))))  # type: ignore[arg-type]
+            if kind == "Pod":
+                results.append(("pods", index_pod(body)))  # type: ignore[arg-type]
+            if kind == "ReplicaSet":
+                results.append(("replicasets", index_replicaset(body)))  # type: ignore[arg-type]
+            for name, result in results:
+                for key, value in result.items():
+                    indexes[name].setdefault(key, []).append(value)
+        return Views(**indexes)
+
+    def apply_status_patches(self, api: FakeApi) -> None:
+        """What the watch would deliver after the operator's status writes."""
+        for path, patch in api.patches:
+            name = path.split("/")[-2]
+            body = self.bodies[("GracefulPolicy", name)]
+            body["status"] = {**body.get("status", {}), **copy.deepcopy(patch["status"])}
+        api.patches.clear()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(api: FakeApi, world: World, *, leader: bool = True,
+         clock: Clock | None = None) -> Auditor:
+    auditor = Auditor(settings=OperatorSettings(identity="replica-1"), api=api,
+                      is_leader=lambda: leader, clock=clock or Clock(),
+                      wall=lambda: datetime(2030, 1, 1, tzinfo=UTC))
+    auditor.attach(world.views())
+    return auditor
+
+
+def flush(auditor: Auditor, world: World, namespace: str = "team-a") -> Any:
+    auditor.attach(world.views())
+    return asyncio.run(auditor.flush(namespace))
+
+
+def reasons(api: FakeApi) -> list[str]:
+    return [e["reason"] for e in api.events]
+
+
+def test_one_event_and_one_status_write_then_nothing() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    world.put(objects.compliant_deployment("good"))
+    auditor = make(api, world)
+    report = flush(auditor, world)
+    assert (report.audited, report.events, report.statuses) == (2, 1, 1)
+    assert reasons(api) == [REASON_MISMATCH]
+    path, patch = api.patches[0]
+    assert path == "/apis/graceful.io/v1alpha1/namespaces/team-a/gracefulpolicies/workers/status"
+    assert patch["metadata"] == {"uid": "uid-policy-workers"}
+    assert (patch["status"]["matched"], patch["status"]["compliant"],
+            patch["status"]["mismatched"]) == (2, 1, 1)
+    world.apply_status_patches(api)
+    for _ in range(3):
+        report = flush(auditor, world)
+        assert (report.events, report.statuses) == (0, 0)
+    assert len(api.events) == 1 and not api.patches
+
+
+def test_a_write_not_yet_seen_by_the_watch_is_not_repeated() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    auditor = make(api, world)
+    flush(auditor, world)
+    assert flush(auditor, world).statuses == 0  # the watch still shows the old status
+    assert len(api.patches) == 1
+
+
+def test_the_fix_tells_the_story() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    auditor = make(api, world)
+    flush(auditor, world)
+    world.apply_status_patches(api)
+    world.put(objects.compliant_deployment("legacy"))
+    report = flush(auditor, world)
+    assert (report.events, report.statuses) == (1, 1)
+    assert reasons(api) == [REASON_MISMATCH, REASON_COMPLIANT]
+    assert api.patches[0][1]["status"]["compliant"] == 1
+    assert api.events[1]["type"] == "Normal"
+
+
+def test_a_follower_writes_nothing() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    report = flush(make(api, world, leader=False), world)
+    assert report.skipped == "not the leader"
+    assert api.calls == []
+
+
+def test_a_restart_rebuilds_the_same_status_and_posts_no_event() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    world.put(objects.deployment("other", grace=40))
+    flush(make(api, world), world)
+    world.apply_status_patches(api)
+    assert len(api.events) == 2
+    fresh = make(api, world)  # a new process: empty memory, same cluster
+    report = flush(fresh, world)
+    assert (report.events, report.statuses) == (0, 0)
+    assert ("LIST", "/api/v1/events") in api.calls
+    assert len(api.events) == 2 and not api.patches
+
+
+def test_a_restart_after_the_events_expired_uses_the_status() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    flush(make(api, world), world)
+    world.apply_status_patches(api)
+    api.events.clear()  # the API server's event TTL passed
+    assert flush(make(api, world), world).events == 0
+
+
+def test_a_deleted_workload_leaves_the_status_and_the_memory() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    auditor = make(api, world)
+    flush(auditor, world)
+    world.apply_status_patches(api)
+    world.delete("Deployment", "legacy")
+    flush(auditor, world)
+    status = api.patches[0][1]["status"]
+    assert (status["matched"], status["mismatches"]) == (0, [])
+    assert auditor.reported == {}
+    assert len(auditor.cache) == 0
+
+
+def test_a_missing_policy_is_reported_on_the_workload() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.deployment("orphan", policy="nope"))
+    report = flush(make(api, world), world)
+    assert (report.events, report.statuses) == (1, 0)
+    assert api.events[0]["message"] == (
+        "does not meet the drain budget of GracefulPolicy nope: policy 'nope' not found")
+
+
+def test_stale_pods_of_a_deployment_through_its_replicaset() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.compliant_deployment("web", uid="dep"))
+    world.put(objects.replicaset("web-old", "rs-old", "dep"))
+    world.put(objects.pod("web-old-1", "rs-old", grace=30))
+    flush(make(api, world), world)
+    status = api.patches[0][1]["status"]
+    assert status["mismatches"] == [{"kind": "Deployment", "name": "web", "reasons": [
+        "1 pod predates the compliant spec (web-old-1); roll out to apply it"]}]
+
+
+def test_a_failed_event_is_retried_and_not_remembered() -> None:
+    api, world, clock = FakeApi(), World(), Clock()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    auditor = make(api, world, clock=clock)
+    api.fail[("POST", "/api/v1/namespaces/team-a/events")] = 500
+    report = flush(auditor, world)
+    assert report.failed and report.statuses == 1
+    assert auditor.tracker.due_at("team-a") == clock.now + 2.0
+    assert auditor.reported == {}
+    api.fail.clear()
+    assert flush(auditor, world).events == 1
+
+
+def test_a_failed_status_write_is_retried() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    api.fail[("PATCH", "/apis/graceful.io")] = 503
+    auditor = make(api, world)
+    assert flush(auditor, world).failed
+    api.fail.clear()
+    assert flush(auditor, world).statuses == 1
+
+
+def test_a_new_leader_term_starts_from_the_cluster() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    auditor = make(api, world)
+    flush(auditor, world)
+    auditor.leadership_changed(False)
+    assert not auditor.seeded and auditor.reported == {}
+    auditor.leadership_changed(True)
+    assert "team-a" in auditor.tracker
+    assert flush(auditor, world).events == 0
+
+
+def test_the_loop_waits_for_the_indexes_then_flushes_marked_namespaces() -> None:
+    async def scenario() -> None:
+        api, world = FakeApi(), World()
+        world.put(objects.policy())
+        world.put(objects.deployment("legacy"))
+        auditor = Auditor(settings=OperatorSettings(identity="r", quiet=0.01, max_delay=0.05),
+                          api=api)
+        auditor.attach(world.views())
+        task = asyncio.create_task(auditor.run())
+        await asyncio.sleep(0.1)
+        assert api.calls == []  # kopf has not said the indexes are complete
+        auditor.indexes_ready()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if api.patches:
+                break
+        assert len(api.patches) == 1 and len(api.events) == 1
+        task.cancel()
+
+    asyncio.run(scenario())
