@@ -10,13 +10,20 @@ the session may use them, and applying them again is a no-op.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from graceful.testenv.pki import CertificateAuthority
+from graceful.testenv.ports import free_port
 from tests.conftest import Kubectl
 from tests.manifests.conftest import (
     MANIFESTS,
@@ -27,6 +34,8 @@ from tests.manifests.conftest import (
     objects,
     pod_spec,
 )
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 pytestmark = pytest.mark.e2e
 
@@ -139,10 +148,12 @@ ALLOWED: list[tuple[str, ...]] = [
     (OPERATOR, "list", "replicasets.apps", "-A"),
     (OPERATOR, "list", "pods", "-A"),
     (OPERATOR, "watch", "gracefulpolicies.graceful.io", "-A"),
+    (OPERATOR, "watch", "customresourcedefinitions.apiextensions.k8s.io"),
     # the report
     (OPERATOR, "patch", "gracefulpolicies.graceful.io", "--subresource=status", "-n", "team-a"),
     (OPERATOR, "update", "gracefulpolicies.graceful.io", "--subresource=status", "-n", "team-a"),
     (OPERATOR, "create", "events", "-n", "team-a"),
+    (OPERATOR, "list", "events", "-A"),
     (OPERATOR, "patch", "events", "-n", "team-a"),
     (OPERATOR, "create", "events.events.k8s.io", "-n", "team-a"),
     # leader election, in its own namespace
@@ -239,3 +250,104 @@ def test_allowed(rbac: None, kubectl: Kubectl, case: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("case", DENIED, ids=_ids)
 def test_denied(rbac: None, kubectl: Kubectl, case: tuple[str, ...]) -> None:
     assert not _can_i(kubectl, *case), f"{_ids(case)} must be denied"
+
+
+# -- the components themselves, with exactly these permissions -------------------------
+
+def _token_kubeconfig(kubectl: Kubectl, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the service account, with a short-lived token."""
+    token = kubectl("create", "token", account, "-n", NAMESPACE, "--duration=1h").stdout.strip()
+    admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster = admin["clusters"][0]["cluster"]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": account,
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "c", "user": account}}],
+    }))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            proc.terminate()
+        for proc in started:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _start(processes: list[subprocess.Popen[bytes]], log: Path, *args: str) -> None:
+    with log.open("wb") as out:
+        processes.append(subprocess.Popen([sys.executable, "-m", "graceful.cli", *args],
+                                          stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL))
+
+
+def _eventually(what: str, check: Callable[[], bool], logs: list[Path],
+                timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
+    pytest.fail(f"{what} did not happen within {timeout:.0f}s\n{tails}")
+
+
+def test_webhook_and_operator_work_with_exactly_these_permissions(
+        rbac: None, kubectl: Kubectl, namespace: str, tmp_path: Path,
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    """Run both as their service accounts: a missing permission shows up as a failure here."""
+    ca = CertificateAuthority.create("rbac-test-ca")
+    cert, key = ca.issue("webhook", hosts=["127.0.0.1"], server=True).write(tmp_path, "tls")
+    port = free_port()
+    webhook_log, operator_log = tmp_path / "webhook.log", tmp_path / "operator.log"
+    _start(processes, webhook_log, "webhook", "--cert", str(cert), "--key", str(key),
+           "--host", "127.0.0.1", "--port", str(port), "--kubeconfig",
+           str(_token_kubeconfig(kubectl, "graceful-webhook", tmp_path / "webhook.kubeconfig")))
+    _start(processes, operator_log, "operator", "--identity", "rbac-test", "--kubeconfig",
+           str(_token_kubeconfig(kubectl, "graceful-operator", tmp_path / "operator.kubeconfig")))
+    logs = [webhook_log, operator_log]
+
+    context = ssl.create_default_context(cadata=ca.cert_pem.decode())
+
+    def webhook_ready() -> bool:  # /readyz: the policy cache listed and watches
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context,
+                                        timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    _eventually("the webhook's policy cache sync", webhook_ready, logs)
+
+    kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "policy.yaml"),
+            "-f", str(EXAMPLES / "legacy.yaml"))
+
+    def reported() -> bool:
+        status = json.loads(kubectl("get", "gracefulpolicy", "apps", "-n", namespace,
+                                    "-o", "json").stdout).get("status") or {}
+        return bool(status.get("matched") == 1 and status.get("mismatched") == 1)
+
+    _eventually("the operator's status report", reported, logs)
+
+    def event_posted() -> bool:
+        events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+        return "GracefulBudgetMismatch" in events
+
+    _eventually("the operator's Event on the workload", event_posted, logs)
+    holder = kubectl("get", "lease", "graceful-operator", "-n", NAMESPACE, "-o",
+                     "jsonpath={.spec.holderIdentity}").stdout
+    assert holder == "rbac-test"
+    for log in logs:
+        text = log.read_text()
+        assert "403" not in text and "Forbidden" not in text and "forbidden" not in text, text

@@ -169,6 +169,14 @@ def test_webhook_mounts_its_certificate_secret() -> None:
     assert f"--key={base}/tls.key" in container["args"]
 
 
+def test_operator_serves_the_liveness_probe_it_is_checked_on() -> None:
+    (container,) = pod_spec(one("Deployment", "graceful-operator"))["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    probe = container["livenessProbe"]["httpGet"]
+    assert (f"--liveness-endpoint=http://0.0.0.0:{ports[probe['port']]}{probe['path']}"
+            in container["args"])
+
+
 def test_pdb_keeps_one_webhook() -> None:
     pdb = one("PodDisruptionBudget", "graceful-webhook")
     assert pdb["spec"]["minAvailable"] == 1
