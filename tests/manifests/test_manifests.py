@@ -6,6 +6,7 @@ tests/e2e/test_manifests_e2e.py (server-side dry-run and `kubectl auth can-i`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -331,3 +332,19 @@ def test_overlay_certificate_fills_the_secret_the_webhook_mounts() -> None:
     kustomization = (OVERLAY / "kustomization.yaml").read_text()
     assert (f"cert-manager.io/inject-ca-from: {NAMESPACE}/{certificate['metadata']['name']}"
             in kustomization)
+
+
+def test_render_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert render.main(["--check"]) == 0
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "crds" / "gracefulpolicy.yaml").write_text(
+        (ROOT / "crds" / "gracefulpolicy.yaml").read_text())
+    (tmp_path / render.CRD_TARGET).write_text("# edited by hand\n")
+    assert render.main(["--root", str(tmp_path), "--check"]) == 1
+    assert "out of date: manifests/01-crd-gracefulpolicy.yaml, manifests/50-webhook" in (
+        capsys.readouterr().err)
+    assert render.main(["--root", str(tmp_path)]) == 0
+    assert render.main(["--root", str(tmp_path), "--check"]) == 0
+    for relative in (render.CRD_TARGET, render.WEBHOOK_TARGET):
+        assert (tmp_path / relative).read_text() == (ROOT / relative).read_text()
