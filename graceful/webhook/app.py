@@ -87,7 +87,10 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
                         time.perf_counter() - started)
         if verdict.outcome == "mutated":
             log.debug("mutated %s %s/%s", request_.kind.kind, request_.namespace, request_.name)
-        return AdmissionReviewResponse(response=verdict.response)
+        answer = AdmissionReviewResponse(response=verdict.response)
+        # Serialised here: returning a Response skips FastAPI's re-validation of the model.
+        return Response(answer.model_dump_json(by_alias=True, exclude_none=True),
+                        media_type="application/json")
 
     @app.get("/healthz", response_model=Health, summary="The process is alive")
     async def healthz() -> Health:
