@@ -1,0 +1,387 @@
+"""The audit operator end to end: ``graceful operator`` against a real kube-apiserver.
+
+Each test runs the operator as a subprocess, restricted to the test's
+namespace (``--namespace``) and with its Lease there too, and checks what a
+user sees: the table of ``kubectl get gracefulpolicies``, the mismatches in
+``-o yaml``, and the Events. No webhook is registered (policies are in
+``mode: Audit`` anyway), so workloads keep the settings they were created with
+and the operator alone reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cluster, Kubectl
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "gracefulpolicy.yaml"
+POLICY = "workers"
+COLUMNS = ["NAME", "MODE", "TIMEOUT", "GRACE", "MATCHED", "COMPLIANT", "MISMATCHED", "AGE"]
+
+
+def graceful_command() -> list[str]:
+    script = Path(sys.executable).parent / "graceful"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "graceful.cli"]
+
+
+@dataclass
+class Operator:
+    """One ``graceful operator`` process."""
+
+    cluster: Cluster
+    namespace: str
+    identity: str
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*graceful_command(), "operator", "--kubeconfig", str(self.cluster.kubeconfig),
+                 "--namespace", self.namespace, "--lease-namespace", self.namespace,
+                 "--identity", self.identity, "--resync-seconds", "60"],
+                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_for_log(self, pattern: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text()):
+            assert self.process is not None and self.process.poll() is None, (
+                f"operator {self.identity} exited:\n{self.text()}")
+            assert time.monotonic() < deadline, (
+                f"no {pattern!r} in the log of {self.identity}:\n{self.text()}")
+            time.sleep(0.1)
+
+    def wait_leading(self, timeout: float = 40) -> None:
+        self.wait_for_log(r"acquired leadership", timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+Start = Callable[[str], Operator]
+
+
+@pytest.fixture(scope="module")
+def crd(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(CRD))
+    kubectl("wait", "--for", "condition=established", "--timeout=60s",
+            "crd/gracefulpolicies.graceful.io")
+
+
+@pytest.fixture
+def start_operator(crd: None, cluster: Cluster, namespace: str,
+                   tmp_path: Path) -> Iterator[Start]:
+    started: list[Operator] = []
+
+    def start(identity: str) -> Operator:
+        operator = Operator(cluster, namespace, identity, tmp_path / f"{identity}.log").start()
+        started.append(operator)
+        return operator
+
+    try:
+        yield start
+    finally:
+        for operator in started:
+            operator.stop()
+
+
+@pytest.fixture
+def operator(start_operator: Start) -> Operator:
+    running = start_operator("op-a")
+    running.wait_leading()
+    return running
+
+
+# --- objects ------------------------------------------------------------------------------
+
+
+def policy(namespace: str, *, timeout: int = 30, name: str = POLICY) -> dict[str, Any]:
+    return {"apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"mode": "Audit", "gracefulTimeoutSeconds": timeout}}
+
+
+def deployment(namespace: str, name: str, *, grace: int | None = None,
+               pre_stop: int | None = None, policy: str | None = POLICY, replicas: int = 1,
+               annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "image": "registry.example/worker:1"}
+    if pre_stop is not None:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop}}}
+    spec: dict[str, Any] = {"containers": [container]}
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    notes = dict(annotations or {})
+    if policy is not None:
+        notes["graceful.io/policy"] = policy
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "annotations": notes},
+        "spec": {"replicas": replicas, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": spec}},
+    }
+
+
+def compliant(namespace: str, name: str, **kwargs: Any) -> dict[str, Any]:
+    """Meets the default budget: preStop 5 s, grace 5 + 30 + 5 = 40 s."""
+    return deployment(namespace, name, grace=40, pre_stop=5, **kwargs)
+
+
+def apply(kubectl: Kubectl, *objects: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+# --- what the user sees -------------------------------------------------------------------
+
+
+def table(kubectl: Kubectl, namespace: str) -> dict[str, dict[str, str]]:
+    """``kubectl get gracefulpolicies`` as printed, one dict of columns per row.
+
+    Columns are cut at the header's positions, as a reader's eye does: a
+    policy without a status yet has empty cells, not fewer words.
+    """
+    text = kubectl("get", "gracefulpolicies", "-n", namespace).stdout
+    lines = text.rstrip().splitlines()
+    assert lines[0].split() == COLUMNS, text
+    starts = [lines[0].index(column) for column in COLUMNS]
+    rows = {}
+    for line in lines[1:]:
+        cells = [line[start:end].strip()
+                 for start, end in zip(starts, [*starts[1:], None], strict=True)]
+        rows[cells[0]] = dict(zip(COLUMNS, cells, strict=True))
+    return rows
+
+
+def counts(kubectl: Kubectl, namespace: str, name: str = POLICY) -> tuple[str, str, str]:
+    row = table(kubectl, namespace).get(name, {})
+    return (row.get("MATCHED", ""), row.get("COMPLIANT", ""), row.get("MISMATCHED", ""))
+
+
+def policy_yaml(kubectl: Kubectl, namespace: str, name: str = POLICY) -> str:
+    return kubectl("get", "gracefulpolicy", name, "-n", namespace, "-o", "yaml").stdout
+
+
+def policy_json(kubectl: Kubectl, namespace: str, name: str = POLICY) -> dict[str, Any]:
+    out = kubectl("get", "gracefulpolicy", name, "-n", namespace, "-o", "json").stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def our_events(kubectl: Kubectl, namespace: str) -> list[dict[str, Any]]:
+    """The operator's Events in the namespace, oldest first."""
+    out = kubectl("get", "events", "-n", namespace, "-l",
+                  "app.kubernetes.io/managed-by=graceful-operator", "-o", "json").stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return sorted(items, key=lambda e: e["metadata"]["annotations"]["graceful.io/reported-at"])
+
+
+def story(kubectl: Kubectl, namespace: str, name: str) -> list[str]:
+    return [e["reason"] for e in our_events(kubectl, namespace)
+            if e["involvedObject"]["name"] == name]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``check``; the seconds it took."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"timed out after {timeout}s: {what}"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_a_mismatch_is_reported_and_the_fix_tells_the_story(
+        operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    apply(kubectl, policy(namespace), deployment(namespace, "legacy"))
+    took = wait_until(lambda: counts(kubectl, namespace) == ("1", "0", "1"), 10,
+                      "MISMATCHED 1")
+    assert took < 5
+    row = table(kubectl, namespace)[POLICY]
+    assert (row["MODE"], row["TIMEOUT"], row["GRACE"]) == ("Audit", "30", "40")
+    text = policy_yaml(kubectl, namespace)
+    assert "mismatched: 1" in text
+    assert "- kind: Deployment\n    name: legacy\n    reasons:\n" in text
+    assert "- 'container app: no preStop hook'" in text
+    assert "- grace period 30s < budget 40s" in text
+    assert "1 of 1 workloads do not meet the drain budget" in text
+    wait_until(lambda: story(kubectl, namespace, "legacy") == ["GracefulBudgetMismatch"], 10,
+               "the Warning Event")
+
+    apply(kubectl, compliant(namespace, "legacy"))
+    wait_until(lambda: counts(kubectl, namespace) == ("1", "1", "0"), 10, "COMPLIANT 1")
+    assert "mismatches: []" in policy_yaml(kubectl, namespace)
+    wait_until(lambda: story(kubectl, namespace, "legacy") == [
+        "GracefulBudgetMismatch", "GracefulBudgetCompliant"], 10, "the Normal Event")
+    shown = kubectl("get", "events", "-n", namespace,
+                    "--field-selector", "involvedObject.name=legacy").stdout
+    assert re.search(r"Warning\s+GracefulBudgetMismatch\s+deployment/legacy\s+does not meet "
+                     r"the drain budget of GracefulPolicy workers: container app: no preStop "
+                     r"hook; grace period 30s < budget 40s", shown), shown
+    assert re.search(r"Normal\s+GracefulBudgetCompliant\s+deployment/legacy\s+meets the drain "
+                     r"budget of GracefulPolicy workers", shown), shown
+
+
+def test_a_policy_edit_turns_compliant_workloads_mismatched_within_5s(
+        operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    apply(kubectl, policy(namespace), compliant(namespace, "a"), compliant(namespace, "b"))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "2", "0"), 10, "COMPLIANT 2")
+    apply(kubectl, policy(namespace, timeout=300))
+    took = wait_until(lambda: counts(kubectl, namespace) == ("2", "0", "2"), 10,
+                      "MISMATCHED 2 after the edit")
+    assert took < 5, took
+    row = table(kubectl, namespace)[POLICY]
+    assert (row["TIMEOUT"], row["GRACE"]) == ("300", "310")
+    assert "- grace period 40s < budget 310s" in policy_yaml(kubectl, namespace)
+    wait_until(lambda: [story(kubectl, namespace, n) for n in "ab"] == [
+        ["GracefulBudgetMismatch"]] * 2, 10, "an Event on each")
+
+
+def test_a_missing_policy_and_an_unreadable_timeout_are_reported(
+        operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    apply(kubectl, policy(namespace),
+          compliant(namespace, "orphan", policy="nope"),
+          compliant(namespace, "vague", annotations={"graceful.io/graceful-timeout": "soon"}))
+    wait_until(lambda: counts(kubectl, namespace) == ("1", "0", "1"), 10, "MISMATCHED 1")
+    text = policy_yaml(kubectl, namespace)
+    assert "orphan" not in text  # it names another policy
+    [line] = yaml.safe_load(text)["status"]["mismatches"]
+    assert line["name"] == "vague"
+    assert line["reasons"][0].startswith("unreadable graceful.io/graceful-timeout 'soon'")
+    wait_until(lambda: story(kubectl, namespace, "orphan") == ["GracefulBudgetMismatch"], 10,
+               "the Event on the orphan")
+    messages = {e["involvedObject"]["name"]: e["message"] for e in our_events(kubectl, namespace)}
+    assert messages["orphan"] == (
+        "does not meet the drain budget of GracefulPolicy nope: policy 'nope' not found")
+    assert "unreadable graceful.io/graceful-timeout 'soon'" in messages["vague"]
+
+
+def test_a_deleted_workload_is_cleaned_from_the_status(
+        operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    apply(kubectl, policy(namespace), deployment(namespace, "one"), deployment(namespace, "two"))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "0", "2"), 10, "MISMATCHED 2")
+    kubectl("delete", "deployment", "one", "-n", namespace)
+    took = wait_until(lambda: counts(kubectl, namespace) == ("1", "0", "1"), 10,
+                      "MISMATCHED 1 after the delete")
+    assert took < 5
+    text = policy_yaml(kubectl, namespace)
+    assert "name: two" in text and "name: one" not in text
+
+
+def test_stale_pods_are_reported_until_the_rollout(
+        operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    apply(kubectl, policy(namespace), deployment(namespace, "web"))
+    wait_until(lambda: bool(kubectl("get", "pods", "-n", namespace, "-o", "name").stdout), 30,
+               "the controller-manager to create the Pod")
+    kubectl("rollout", "pause", "deployment/web", "-n", namespace)
+    apply(kubectl, compliant(namespace, "web"))
+    wait_until(lambda: "pod predates the compliant spec" in policy_yaml(kubectl, namespace), 10,
+               "StalePods")
+    assert counts(kubectl, namespace) == ("1", "0", "1")
+    [pod] = kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.split()
+    [line] = yaml.safe_load(policy_yaml(kubectl, namespace))["status"]["mismatches"]
+    assert line["reasons"] == [
+        f"1 pod predates the compliant spec ({pod.removeprefix('pod/')}); roll out to apply it"]
+    kubectl("rollout", "resume", "deployment/web", "-n", namespace)
+    wait_until(lambda: counts(kubectl, namespace) == ("1", "1", "0"), 30, "COMPLIANT 1")
+
+
+def test_a_restart_rebuilds_the_same_status_without_duplicate_events(
+        start_operator: Start, kubectl: Kubectl, namespace: str) -> None:
+    first = start_operator("op-a")
+    first.wait_leading()
+    apply(kubectl, policy(namespace), deployment(namespace, "legacy"),
+          deployment(namespace, "other", grace=40), compliant(namespace, "good"),
+          deployment(namespace, "fixed"))
+    wait_until(lambda: counts(kubectl, namespace) == ("4", "1", "3"), 10, "MISMATCHED 3")
+    apply(kubectl, compliant(namespace, "fixed"))
+    wait_until(lambda: counts(kubectl, namespace) == ("4", "2", "2"), 10, "MISMATCHED 2")
+    wait_until(lambda: len(our_events(kubectl, namespace)) == 4, 10, "4 Events")
+    time.sleep(2)  # nothing else is in flight
+    before = policy_json(kubectl, namespace)
+    events_before = [e["metadata"]["name"] for e in our_events(kubectl, namespace)]
+    first.stop()
+    assert "released lease" in first.text()
+
+    second = start_operator("op-b")
+    second.wait_leading()
+    second.wait_for_log(r"rebuilt the reported state of \d+ workloads from 4 events")
+    time.sleep(3)  # several flush periods, and longer than the 1 s batching deadline
+    after = policy_json(kubectl, namespace)
+    assert after["status"] == before["status"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], (
+        "the new operator rewrote an unchanged status")
+    assert [e["metadata"]["name"] for e in our_events(kubectl, namespace)] == events_before
+    assert "status of" not in second.text()
+
+    # The new operator is live: a change is reported, once.
+    apply(kubectl, compliant(namespace, "legacy"))
+    wait_until(lambda: counts(kubectl, namespace) == ("4", "3", "1"), 10, "MISMATCHED 1")
+    wait_until(lambda: len(our_events(kubectl, namespace)) == 5, 10, "one new Event")
+    assert our_events(kubectl, namespace)[-1]["reportingInstance"] == "op-b"
+
+
+def test_two_replicas_only_the_leader_writes_and_the_follower_takes_over(
+        start_operator: Start, kubectl: Kubectl, namespace: str) -> None:
+    leader = start_operator("op-a")
+    leader.wait_leading()
+    follower = start_operator("op-b")
+    follower.wait_for_log(r"Initial authentication has finished")
+    apply(kubectl, policy(namespace), deployment(namespace, "legacy"),
+          deployment(namespace, "other"))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "0", "2"), 10, "MISMATCHED 2")
+    wait_until(lambda: len(our_events(kubectl, namespace)) == 2, 10, "2 Events")
+    time.sleep(2)
+    assert {e["reportingInstance"] for e in our_events(kubectl, namespace)} == {"op-a"}
+    follower.wait_for_log(r"indexes populated")
+    assert "status of" in leader.text()
+    assert "status of" not in follower.text() and "acquired leadership" not in follower.text()
+    lease = json.loads(kubectl("get", "lease", "graceful-operator", "-n", namespace,
+                               "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"] == "op-a"
+
+    # The leader dies without releasing the Lease: the follower waits out its duration.
+    leader.kill()
+    killed = time.monotonic()
+    follower.wait_for_log(r"acquired leadership", timeout=40)
+    took_over = time.monotonic() - killed
+    assert 10 < took_over < 25, took_over
+    time.sleep(2)
+    assert len(our_events(kubectl, namespace)) == 2, "the takeover repeated Events"
+    apply(kubectl, compliant(namespace, "legacy"))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "1", "1"), 10, "COMPLIANT 1")
+    wait_until(lambda: len(our_events(kubectl, namespace)) == 3, 10, "the Normal Event")
+    assert our_events(kubectl, namespace)[-1]["reportingInstance"] == "op-b"
