@@ -385,3 +385,42 @@ def test_two_replicas_only_the_leader_writes_and_the_follower_takes_over(
     wait_until(lambda: counts(kubectl, namespace) == ("2", "1", "1"), 10, "COMPLIANT 1")
     wait_until(lambda: len(our_events(kubectl, namespace)) == 3, 10, "the Normal Event")
     assert our_events(kubectl, namespace)[-1]["reportingInstance"] == "op-b"
+
+
+def test_deleting_a_referenced_policy_reports_every_workload(
+        operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    apply(kubectl, policy(namespace), compliant(namespace, "a"), deployment(namespace, "b"))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "1", "1"), 10, "MISMATCHED 1")
+    kubectl("delete", "gracefulpolicy", POLICY, "-n", namespace)
+    wait_until(lambda: story(kubectl, namespace, "a") == ["GracefulBudgetMismatch"]
+               and story(kubectl, namespace, "b") == ["GracefulBudgetMismatch"] * 2, 10,
+               "a PolicyNotFound Event on each workload")
+    last = {e["involvedObject"]["name"]: e["message"] for e in our_events(kubectl, namespace)}
+    assert last["a"] == last["b"] == (
+        "does not meet the drain budget of GracefulPolicy workers: policy 'workers' not found")
+    # Recreated: the workloads are audited against it again, and the story goes on.
+    apply(kubectl, policy(namespace))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "1", "1"), 10, "MISMATCHED 1 again")
+    wait_until(lambda: story(kubectl, namespace, "a")[-1:] == ["GracefulBudgetCompliant"], 10,
+               "a is compliant again")
+
+
+def test_watches_resume_after_an_api_server_restart(
+        operator: Operator, cluster: Cluster, kubectl: Kubectl, namespace: str) -> None:
+    if cluster.plane is None:
+        pytest.skip("restarting kube-apiserver needs the local testenv backend")
+    # No replicas: the story is about the watches, not about Pods waiting for a rollout.
+    apply(kubectl, policy(namespace), deployment(namespace, "before", replicas=0))
+    wait_until(lambda: counts(kubectl, namespace) == ("1", "0", "1"), 10, "MISMATCHED 1")
+    cluster.restart_apiserver(down_for=3)
+    apply(kubectl, compliant(namespace, "after", replicas=0),
+          compliant(namespace, "before", replicas=0))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "2", "0"), 60,
+               "the restarted operator watches to see the new state")
+    apply(kubectl, policy(namespace, timeout=300))
+    took = wait_until(lambda: counts(kubectl, namespace) == ("2", "0", "2"), 10,
+                      "the policy edit after the restart")
+    assert took < 5
+    assert operator.process is not None and operator.process.poll() is None
+    assert story(kubectl, namespace, "before") == [
+        "GracefulBudgetMismatch", "GracefulBudgetCompliant", "GracefulBudgetMismatch"]
