@@ -12,7 +12,6 @@ import logging
 import sys
 
 import kopf
-from kubernetes import config as k8s_config
 
 from graceful.operator.handlers import build_registry
 from graceful.operator.kube import KubeApi, load_configuration
@@ -39,7 +38,7 @@ def kopf_settings() -> kopf.OperatorSettings:
 def start(settings: OperatorSettings, kubeconfig: str | None) -> int:
     try:
         cfg = load_configuration(kubeconfig)
-    except (k8s_config.ConfigException, OSError) as exc:
+    except Exception as exc:  # the loader raises anything on a malformed file
         print(f"graceful operator: cannot load credentials: {exc}", file=sys.stderr)
         return 2
     api = KubeApi(cfg)
