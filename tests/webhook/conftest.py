@@ -69,12 +69,13 @@ def review_dict(obj: dict[str, Any] | None, *, operation: str = "CREATE",
                 sub_resource: str | None = None) -> dict[str, Any]:
     kind = kind or (obj or {}).get("kind", "Deployment")
     group, version, resource = GVK.get(kind, ("example.com", "v1", "things"))
+    metadata = (obj or {}).get("metadata")
     request: dict[str, Any] = {
         "uid": uid or str(uuid.uuid4()),
         "kind": {"group": group, "version": version, "kind": kind},
         "resource": {"group": group, "version": version, "resource": resource},
         "requestKind": {"group": group, "version": version, "kind": kind},
-        "name": ((obj or {}).get("metadata") or {}).get("name", ""),
+        "name": metadata.get("name", "") if isinstance(metadata, dict) else "",
         "namespace": namespace,
         "operation": operation,
         "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
