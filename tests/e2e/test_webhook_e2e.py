@@ -329,6 +329,44 @@ def test_policy_created_after_an_api_server_restart_is_used(
     assert webhook.process is not None and webhook.process.poll() is None  # never restarted
 
 
+def _deployment_creates_seen(webhook: Webhook) -> float:
+    text = webhook.get("/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("graceful_webhook_admission_requests_total{")
+               and 'kind="Deployment"' in line and 'operation="CREATE"' in line)
+
+
+def test_never_intercepts_kube_system_its_namespace_or_itself(
+        webhook: Webhook, kubectl: Kubectl, namespace: str) -> None:
+    install_policy(kubectl, namespace, policy(namespace))
+    operator_namespace = "graceful-system"
+    existed = kubectl("get", "namespace", operator_namespace, check=False).returncode == 0
+    if not existed:
+        kubectl("create", "namespace", operator_namespace)
+    suffix = uuid.uuid4().hex[:6]
+    own = deployment(namespace, f"own-{suffix}")
+    own["metadata"]["labels"] = {"app.kubernetes.io/part-of": "graceful-operator"}
+    created = [deployment("kube-system", f"probe-{suffix}"),
+               deployment(operator_namespace, f"probe-{suffix}"), own]
+    try:
+        before = _deployment_creates_seen(webhook)
+        for obj in created:
+            kubectl("create", "-f", "-", input=json.dumps(obj))
+        control = deployment(namespace, f"control-{suffix}")
+        kubectl("create", "-f", "-", input=json.dumps(control))
+        assert _deployment_creates_seen(webhook) == before + 1  # only the control
+        for obj in created:
+            stored = pod_spec(get(kubectl, "deployment", obj["metadata"]["name"],
+                                  obj["metadata"]["namespace"]))
+            assert "lifecycle" not in stored["containers"][0]
+    finally:
+        for obj in created:
+            kubectl("delete", "deployment", obj["metadata"]["name"], "-n",
+                    obj["metadata"]["namespace"], "--ignore-not-found", check=False)
+        if not existed:
+            kubectl("delete", "namespace", operator_namespace, "--wait=false", check=False)
+
+
 # --- latency, measured by the API server ---------------------------------------------------
 
 
