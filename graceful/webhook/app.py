@@ -82,11 +82,11 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
             metrics.observe("other", "other", "bad_request", time.perf_counter() - started)
             return JSONResponse({"detail": str(exc)}, status_code=400)
         verdict = judge(review, policies.policies_in)
-        request_ = review.request
-        metrics.observe(request_.kind.kind, request_.operation, verdict.outcome,
+        asked = review.request
+        metrics.observe(asked.kind.kind, asked.operation, verdict.outcome,
                         time.perf_counter() - started)
         if verdict.outcome == "mutated":
-            log.debug("mutated %s %s/%s", request_.kind.kind, request_.namespace, request_.name)
+            log.debug("mutated %s %s/%s", asked.kind.kind, asked.namespace, asked.name)
         answer = AdmissionReviewResponse(response=verdict.response)
         # Serialised here: returning a Response skips FastAPI's re-validation of the model.
         return Response(answer.model_dump_json(by_alias=True, exclude_none=True),
