@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import yaml
@@ -48,13 +48,15 @@ class Operator:
     namespace: str
     identity: str
     log: Path
+    lease_namespace: str = ""
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*graceful_command(), "operator", "--kubeconfig", str(self.cluster.kubeconfig),
-                 "--namespace", self.namespace, "--lease-namespace", self.namespace,
+                 "--namespace", self.namespace,
+                 "--lease-namespace", self.lease_namespace or self.namespace,
                  "--identity", self.identity, "--resync-seconds", "60"],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
@@ -90,7 +92,8 @@ class Operator:
             self.process.wait()
 
 
-Start = Callable[[str], Operator]
+class Start(Protocol):
+    def __call__(self, identity: str, *, audited: str | None = None) -> Operator: ...
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +108,10 @@ def start_operator(crd: None, cluster: Cluster, namespace: str,
                    tmp_path: Path) -> Iterator[Start]:
     started: list[Operator] = []
 
-    def start(identity: str) -> Operator:
-        operator = Operator(cluster, namespace, identity, tmp_path / f"{identity}.log").start()
+    def start(identity: str, *, audited: str | None = None) -> Operator:
+        """An operator auditing ``audited`` (default: the test's namespace), Lease in the latter."""
+        operator = Operator(cluster, audited or namespace, identity,
+                            tmp_path / f"{identity}.log", lease_namespace=namespace).start()
         started.append(operator)
         return operator
 
@@ -424,3 +429,21 @@ def test_watches_resume_after_an_api_server_restart(
     assert operator.process is not None and operator.process.poll() is None
     assert story(kubectl, namespace, "before") == [
         "GracefulBudgetMismatch", "GracefulBudgetCompliant", "GracefulBudgetMismatch"]
+
+
+def test_deleting_an_audited_namespace_ends_quietly(
+        start_operator: Start, kubectl: Kubectl, namespace: str) -> None:
+    audited = f"{namespace}-gone"
+    kubectl("create", "namespace", audited)
+    operator = start_operator("op-a", audited=audited)
+    operator.wait_leading()
+    apply(kubectl, policy(audited), deployment(audited, "legacy"))
+    wait_until(lambda: counts(kubectl, audited) == ("1", "0", "1"), 10, "MISMATCHED 1")
+    kubectl("delete", "namespace", audited, "--wait=true", "--timeout=120s", timeout=150)
+    deleted_at = len(operator.text())
+    time.sleep(5)  # several flush periods and lease renewals after the last watch event
+    assert operator.process is not None and operator.process.poll() is None
+    after = operator.text()[deleted_at:]
+    assert "Traceback" not in operator.text(), operator.text()
+    assert "status of" not in after and "GracefulBudget" not in after, after
+    assert " failed" not in after and "lost leadership" not in after, after
