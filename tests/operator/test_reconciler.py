@@ -265,3 +265,39 @@ def test_the_loop_waits_for_the_indexes_then_flushes_marked_namespaces() -> None
         task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_bare_pods_and_statefulsets_are_audited_with_their_own_pods() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    bare = objects.pod("solo", "nobody")
+    del bare["metadata"]["ownerReferences"]
+    bare["metadata"]["annotations"] = {"graceful.io/policy": "workers"}
+    world.put(bare)
+    world.put(objects.compliant_deployment("db", kind="StatefulSet", uid="sts"))
+    world.put(objects.pod("db-0", "sts", owner_kind="StatefulSet", grace=30))
+    flush(make(api, world), world)
+    status = api.patches[0][1]["status"]
+    assert (status["matched"], status["mismatched"]) == (2, 2)
+    assert [(m["kind"], m["name"]) for m in status["mismatches"]] == [
+        ("Pod", "solo"), ("StatefulSet", "db")]
+    assert status["mismatches"][1]["reasons"] == [
+        "1 pod predates the compliant spec (db-0); roll out to apply it"]
+    assert {e["involvedObject"]["apiVersion"] for e in api.events} == {"v1", "apps/v1"}
+
+
+def test_pods_of_follows_ownership() -> None:
+    views = Views(policies={}, workloads={},
+                  pods={"rs-1": [{"metadata": {"name": "b"}}, {"metadata": {"name": "a"}}],
+                        "rs-2": [{"metadata": {"name": "c"}}],
+                        "ds": [{"metadata": {"name": "d"}}]},
+                  replicasets={"dep": ["rs-1", "rs-2"]})
+
+    def names(kind: str, uid: str) -> list[str]:
+        return [p["metadata"]["name"] for p in views.pods_of({"kind": kind,
+                                                              "metadata": {"uid": uid}})]
+
+    assert names("Deployment", "dep") == ["a", "b", "c"]
+    assert names("DaemonSet", "ds") == ["d"]
+    assert names("Pod", "ds") == []
+    assert names("Deployment", "unknown") == []
