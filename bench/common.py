@@ -1,0 +1,201 @@
+"""Shared helpers for the benchmarks: percentiles, load generators, the results file.
+
+Absolute times on a shared two-core machine drift from run to run, so every
+script measures the product and its baseline side by side in the same run and
+reports ratios next to the absolute figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results.md"
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of ``values`` (``pct`` in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def machine() -> str:
+    """One line that says what these figures were measured on."""
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        load = "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        load = "load average unknown"
+    return (f"{platform.system()} {platform.release()} {platform.machine()},"
+            f" {os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}, {load}")
+
+
+def load_average() -> float:
+    """The one-minute load average (other work on the machine skews every figure)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def format_section(title: str, lines: Sequence[str], *, stamp: str, machine_line: str) -> str:
+    """One dated Markdown section of bench/results.md."""
+    section = [f"## {title} ({stamp})", "", f"Machine: {machine_line}", "", *lines, ""]
+    return "\n".join(section) + "\n"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A Markdown table."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return out
+
+
+def append_results(title: str, lines: Sequence[str]) -> None:
+    """Append one dated section to bench/results.md and echo it."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = format_section(title, lines, stamp=stamp, machine_line=machine())
+    print(text)
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts under bench/.\n\n")
+    with RESULTS.open("a") as out:
+        out.write(text)
+
+
+def require(tool: str, package: str) -> str:
+    """The path of ``tool``, or exit saying which Debian package provides it."""
+    path = shutil.which(tool)
+    if path is None:
+        raise SystemExit(f"{tool} is not installed: apt-get install -y {package}"
+                         f" (Debian/Ubuntu package {package!r})")
+    return path
+
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open("{body}", "rb"))
+wrk.body = f:read("*a")
+f:close()
+"""
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """What wrk measured with every connection busy."""
+
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+def wrk_saturation(url: str, body_file: Path, *, seconds: int = 10, connections: int = 32,
+                   threads: int = 1) -> Saturation:
+    """Requests per second (and latency) at saturation, from wrk with a POST Lua script."""
+    wrk = require("wrk", "wrk")
+    script = body_file.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT.format(body=body_file))
+    out = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+         url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> Saturation:
+    """The figures of one ``wrk --latency`` run; RuntimeError if any request failed."""
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} failed responses:\n{out}")
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        out)
+    if sockets and any(int(n) for n in sockets.groups()):
+        raise RuntimeError(f"wrk saw socket errors:\n{out}")
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if not rate or not total:
+        raise RuntimeError(f"could not read wrk output:\n{out}")
+    return Saturation(float(rate.group(1)), _wrk_latency(out, "50%"), _wrk_latency(out, "99%"),
+                      int(total.group(1)))
+
+
+def _wrk_latency(out: str, label: str) -> float:
+    match = re.search(rf"^\s*{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+    if not match:
+        return float("nan")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+@dataclass(frozen=True)
+class FixedRate:
+    """What hey measured at a requested rate."""
+
+    rate: int
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+def hey_workers(rate: int, per_worker_max: int = 50) -> int:
+    """Workers for ``rate`` req/s, each asked for at most ``per_worker_max`` req/s.
+
+    hey's workers are closed loops throttled to ``-q`` each: a worker whose
+    request takes longer than 1/q falls behind, so the load stays near the
+    asked rate only while every worker has time to spare.
+    """
+    return max(10, math.ceil(rate / per_worker_max))
+
+
+def hey_fixed_rate(url: str, body_file: Path, *, rate: int, seconds: int = 10) -> FixedRate:
+    """p50/p99 latency (ms) at ``rate`` requests/s, from hey's per-request CSV."""
+    hey = require("hey", "hey")
+    workers = hey_workers(rate)
+    per_worker = rate / workers
+    out = subprocess.run(
+        [hey, "-z", f"{seconds}s", "-c", str(workers), "-q", f"{per_worker:g}", "-m", "POST",
+         "-T", "application/json", "-D", str(body_file), "-o", "csv", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    latencies = parse_hey_csv(out)
+    return FixedRate(rate, len(latencies) / seconds, percentile(latencies, 50),
+                     percentile(latencies, 99), len(latencies))
+
+
+def parse_hey_csv(out: str) -> list[float]:
+    """Latencies in ms from ``hey -o csv``; RuntimeError on any non-200 answer."""
+    latencies: list[float] = []
+    for row in csv.DictReader(io.StringIO(out)):
+        if row.get("status-code") != "200":
+            raise RuntimeError(f"hey saw a {row.get('status-code')!r} response")
+        latencies.append(float(row["response-time"]) * 1000)
+    return latencies

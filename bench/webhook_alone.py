@@ -1,0 +1,320 @@
+"""The webhook alone: graceful's /mutate against a baseline ASGI app, same server and TLS.
+
+Two server processes run side by side for the whole run, each serving one
+app with :class:`graceful.webhook.server.WebhookServer` (the same uvicorn
+configuration, the same TLS context from :mod:`graceful.webhook.tls`, the
+same socket setup):
+
+- ``graceful``: :func:`graceful.webhook.app.create_app` with a policy cache
+  holding one ``Enforce`` policy, so every review is opted in and patched;
+- ``baseline``: :mod:`bench.baseline_app`, which parses the review and
+  answers ``allowed: true`` -- the ceiling for any Python webhook here.
+
+For Deployments with 1, 3 and 10 containers (5, 15 and 50 KB), it measures
+requests/s at saturation (``wrk`` with a Lua script POSTing the review) and
+p50/p99 latency at fixed rates (``hey -q``), alternating the two servers
+measurement by measurement so that drift on a shared machine hits both.
+
+Usage: ``.venv/bin/python -m bench.webhook_alone [--quick] [--no-record]``.
+Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from bench.common import (
+    FixedRate,
+    Saturation,
+    append_results,
+    hey_fixed_rate,
+    load_average,
+    require,
+    table,
+    wrk_saturation,
+)
+from bench.reviews import deployment, review
+
+APPS = ("graceful", "baseline")
+#: (containers, target size of the Deployment in bytes)
+SHAPES = ((1, 5_000), (3, 15_000), (10, 50_000))
+RATES = (100, 500, 1000)
+NAMESPACE = "bench"
+POLICY = "bench"
+
+# Targets of issue 7.
+TARGET_THROUGHPUT_RATIO = 0.60
+TARGET_P99_MS = 5.0
+TARGET_RATE = 500
+TARGET_CONTAINERS = 3
+
+
+# --- the servers (run in child processes) --------------------------------------------------
+
+
+def serve(app_name: str, cert: Path, key: Path, port_file: Path) -> None:
+    """Serve one app with the webhook's own server class and TLS; write the port, run."""
+    from graceful.webhook.server import WebhookServer, bind  # noqa: PLC0415
+    from graceful.webhook.tls import ReloadingCertificate  # noqa: PLC0415
+
+    app: Any
+    if app_name == "graceful":
+        from graceful.core import GracefulPolicy  # noqa: PLC0415
+        from graceful.webhook.app import create_app  # noqa: PLC0415
+        from graceful.webhook.cache import PolicyCache  # noqa: PLC0415
+
+        policy = GracefulPolicy.from_object({
+            "apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
+            "metadata": {"name": POLICY, "namespace": NAMESPACE},
+            "spec": {"mode": "Enforce"},
+        })
+        app = create_app(PolicyCache.of([policy]))
+    else:
+        from bench.baseline_app import app  # noqa: PLC0415
+    server = WebhookServer(app, ReloadingCertificate(cert, key), bind("127.0.0.1", 0))
+    port_file.write_text(str(server.address[1]))
+    server.run()
+
+
+@dataclass
+class Served:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/mutate"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(app_name: str, directory: Path, cert: Path, key: Path) -> Served:
+    port_file = directory / f"{app_name}.port"
+    log = (directory / f"{app_name}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.webhook_alone", "--serve", app_name, "--cert", str(cert),
+         "--key", str(key), "--port-file", str(port_file)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{app_name} server did not start:\n"
+                             f"{(directory / f'{app_name}.log').read_text()}")
+        time.sleep(0.05)
+    served = Served(app_name, process, int(port_file.read_text()))
+    wait_answering(served, directory)
+    return served
+
+
+def wait_answering(served: Served, directory: Path) -> None:
+    """Until the server answers a review (the socket is bound before uvicorn starts)."""
+    body = directory / "probe.json"
+    body.write_text(json.dumps(review(deployment(1, target_bytes=1000, namespace=NAMESPACE,
+                                                 policy=POLICY))))
+    curl = [require("curl", "curl"), "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-X",
+            "POST", "-H", "Content-Type: application/json", "--data-binary", f"@{body}",
+            served.url]
+    deadline = time.monotonic() + 30
+    while subprocess.run(curl, check=False, capture_output=True, text=True).stdout != "200":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{served.name} does not answer on {served.url}")
+        time.sleep(0.1)
+
+
+# --- the measurements ----------------------------------------------------------------------
+
+
+@dataclass
+class ShapeResult:
+    containers: int
+    size: int
+    saturation: dict[str, list[Saturation]]
+    fixed: dict[str, dict[int, FixedRate]]
+    patched: bool
+
+    def rps(self, app: str) -> float:
+        return median(s.requests_per_second for s in self.saturation[app])
+
+    def ratio(self) -> float:
+        return self.rps("graceful") / self.rps("baseline")
+
+
+def check_answer(url: str, body_file: Path) -> bool:
+    """Whether the graceful webhook patches this review (it must: the policy opts it in)."""
+    out = subprocess.run(
+        ["curl", "-sk", "-X", "POST", "-H", "Content-Type: application/json",
+         "--data-binary", f"@{body_file}", url], capture_output=True, text=True, check=True,
+    ).stdout
+    answer = json.loads(out)["response"]
+    return bool(answer.get("allowed")) and answer.get("patchType") == "JSONPatch"
+
+
+def measure(servers: dict[str, Served], directory: Path, *, seconds: int, rounds: int,
+            rates: tuple[int, ...], connections: int) -> list[ShapeResult]:
+    results = []
+    for containers, size in SHAPES:
+        obj = deployment(containers, target_bytes=size, namespace=NAMESPACE, policy=POLICY)
+        body = directory / f"review-{containers}.json"
+        body.write_text(json.dumps(review(obj)))
+        patched = check_answer(servers["graceful"].url, body)
+        saturation: dict[str, list[Saturation]] = {app: [] for app in APPS}
+        for round_ in range(rounds):
+            order = APPS if round_ % 2 == 0 else APPS[::-1]
+            for app in order:
+                # a short warm-up so that neither app pays for first-request imports or caches
+                wrk_saturation(servers[app].url, body, seconds=1, connections=connections)
+                saturation[app].append(wrk_saturation(servers[app].url, body, seconds=seconds,
+                                                      connections=connections))
+                print(f"  {containers} containers, {app:8}: "
+                      f"{saturation[app][-1].requests_per_second:8.0f} req/s at saturation"
+                      f" (load {load_average():.2f})", flush=True)
+        fixed: dict[str, dict[int, FixedRate]] = {app: {} for app in APPS}
+        for rate in rates:
+            for app in APPS:
+                fixed[app][rate] = hey_fixed_rate(servers[app].url, body, rate=rate,
+                                                  seconds=seconds)
+                got = fixed[app][rate]
+                print(f"  {containers} containers, {app:8}: {rate:5} req/s asked,"
+                      f" {got.achieved:6.0f} done, p50 {got.p50_ms:6.2f} ms,"
+                      f" p99 {got.p99_ms:6.2f} ms", flush=True)
+        results.append(ShapeResult(containers, len(body.read_bytes()), saturation, fixed,
+                                   patched))
+    return results
+
+
+def report(results: list[ShapeResult], *, seconds: int, rounds: int,
+           connections: int) -> list[str]:
+    lines = [
+        f"`graceful` is `graceful webhook`'s app with one Enforce policy (every review is patched);"
+        f" `baseline` is bench/baseline_app.py (parse, allow, no patch). Both are served by"
+        f" graceful.webhook.server.WebhookServer with the same TLS context, one process each, on"
+        f" 127.0.0.1. Saturation: `wrk -t1 -c{connections} -d{seconds}s`, median of {rounds}"
+        f" alternating runs. Fixed rates: `hey -z {seconds}s -q` (closed-loop workers, so p99 is"
+        f" not corrected for coordinated omission).",
+        "",
+        "Saturation:",
+        "",
+    ]
+    rows = []
+    for r in results:
+        rows.append([
+            r.containers, f"{r.size / 1000:.0f} KB", "yes" if r.patched else "NO",
+            f"{r.rps('graceful'):.0f}", f"{r.rps('baseline'):.0f}", f"{r.ratio():.0%}",
+            f"{median(s.p50_ms for s in r.saturation['graceful']):.1f} /"
+            f" {median(s.p99_ms for s in r.saturation['graceful']):.1f}",
+            f"{median(s.p50_ms for s in r.saturation['baseline']):.1f} /"
+            f" {median(s.p99_ms for s in r.saturation['baseline']):.1f}",
+        ])
+    lines += table(["containers", "review", "patched", "graceful req/s", "baseline req/s",
+                    "ratio", "graceful p50/p99 ms", "baseline p50/p99 ms"], rows)
+    lines += ["", "Fixed rates (latency in ms; `done` is the rate hey achieved):", ""]
+    rows = []
+    for r in results:
+        for rate in sorted(r.fixed["graceful"]):
+            ours, base = r.fixed["graceful"][rate], r.fixed["baseline"][rate]
+            rows.append([r.containers, rate,
+                         f"{ours.achieved:.0f}", f"{ours.p50_ms:.2f}", f"{ours.p99_ms:.2f}",
+                         f"{base.achieved:.0f}", f"{base.p50_ms:.2f}", f"{base.p99_ms:.2f}",
+                         f"{ours.p99_ms / base.p99_ms:.2f}"])
+    lines += table(["containers", "req/s", "graceful done", "graceful p50", "graceful p99",
+                    "baseline done", "baseline p50", "baseline p99", "p99 ratio"], rows)
+    lines += ["", "Targets (issue 7):", ""]
+    rows = []
+    for r in results:
+        rows.append([f"throughput >= 60% of baseline, {r.containers} containers",
+                     f"{r.ratio():.0%}", ratio_verdict(r.ratio(), TARGET_THROUGHPUT_RATIO)])
+    target = next((r for r in results if r.containers == TARGET_CONTAINERS), None)
+    if target is not None and TARGET_RATE in target.fixed["graceful"]:
+        p99 = target.fixed["graceful"][TARGET_RATE].p99_ms
+        rows.append([f"p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s, 3 containers",
+                     f"{p99:.2f} ms", limit_verdict(p99, TARGET_P99_MS, "ms")])
+    lines += table(["target", "measured", "verdict"], rows)
+    return lines
+
+
+def ratio_verdict(measured: float, target: float) -> str:
+    """``met`` or by how much a ratio that must reach ``target`` falls short."""
+    if measured >= target:
+        return "met"
+    return (f"missed by {(target - measured) * 100:.0f} points"
+            f" (needs {target / measured:.1f}x the throughput)")
+
+
+def limit_verdict(measured: float, limit: float, unit: str) -> str:
+    """``met`` or by how much a figure that must stay under ``limit`` exceeds it."""
+    if measured < limit:
+        return "met"
+    return f"missed by {measured - limit:.1f} {unit} ({measured / limit:.1f}x the limit)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 2 s per measurement, one round, one rate")
+    parser.add_argument("--seconds", type=int, default=10, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating saturation runs per app and shape")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--no-record", action="store_true",
+                        help="print only; do not append to bench/results.md")
+    parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
+    parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.cert, args.key, args.port_file)
+        return 0
+
+    require("wrk", "wrk")
+    require("hey", "hey")
+    seconds, rounds, rates = args.seconds, args.rounds, RATES
+    if args.quick:
+        seconds, rounds, rates = 2, 1, (TARGET_RATE,)
+
+    from graceful.testenv.pki import CertificateAuthority  # noqa: PLC0415
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    ca = CertificateAuthority.create("bench-webhook-ca")
+    cert, key = ca.issue("bench-webhook", hosts=["127.0.0.1"], server=True).write(
+        directory, "serving")
+    servers: dict[str, Served] = {}
+    try:
+        for app in APPS:
+            servers[app] = start(app, directory, cert, key)
+        results = measure(servers, directory, seconds=seconds, rounds=rounds, rates=rates,
+                          connections=args.connections)
+    finally:
+        for served in servers.values():
+            served.stop()
+    lines = report(results, seconds=seconds, rounds=rounds, connections=args.connections)
+    title = "Webhook alone vs baseline ASGI app" + (" (--quick)" if args.quick else "")
+    if args.no_record:
+        print("\n".join(lines))
+    else:
+        append_results(title, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
