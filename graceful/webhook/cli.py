@@ -61,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that `graceful webhook --help` stays fast.
     from graceful.webhook.app import create_app  # noqa: PLC0415
     from graceful.webhook.cache import KubernetesPolicyApi, PolicyCache, Reflector  # noqa: PLC0415
-    from graceful.webhook.server import WebhookServer, bind  # noqa: PLC0415
+    from graceful.webhook.server import (  # noqa: PLC0415
+        WebhookServer,
+        bind,
+        raise_open_files_limit,
+    )
     from graceful.webhook.tls import CertificateError, ReloadingCertificate  # noqa: PLC0415
 
     assert settings.cert_file is not None and settings.key_file is not None
@@ -81,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
 
+    raise_open_files_limit()  # slow clients hold descriptors until their deadlines
     cache = PolicyCache()
     reflector = Reflector(cache, KubernetesPolicyApi(api_client)).start()
     server = WebhookServer(create_app(cache, settings=settings), certificate, sock,
-                           reload_interval=settings.cert_reload_seconds)
+                           reload_interval=settings.cert_reload_seconds,
+                           header_timeout=settings.header_timeout_seconds)
     print(f"graceful webhook: serving {server.url}/mutate", file=sys.stderr, flush=True)
     try:
         server.run()

@@ -7,12 +7,22 @@ and exit), and ``--port 0`` works: the chosen port is printed.
 Why no plain-HTTP listener at all, not even for probes: the API server only
 speaks TLS to webhooks, and the kubelet's probes can use ``scheme: HTTPS``.
 One listener means one thing to secure.
+
+Slow clients (slowloris): the event loop never blocks on a client, so what a
+slow client can take is a connection, and with enough of them the file
+descriptors and memory. None is kept longer than a deadline, whatever it keeps
+sending: the TLS handshake within ``handshake_timeout``, the request line and
+headers within ``header_timeout`` of the first byte (or of the connection), the
+body within the app's ``body_timeout_seconds``, and an idle kept-alive
+connection within ``timeout_keep_alive``. The soft limit on open files is raised
+to the hard one at startup (:func:`raise_open_files_limit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -22,6 +32,7 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from graceful.webhook.tls import ReloadingCertificate
 
@@ -45,6 +56,75 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: Request line and headers must be complete this long after they start (the API server
+#: sends them in one write); the body then has the app's ``body_timeout_seconds``.
+HEADER_TIMEOUT = 5.0
+#: A TLS handshake not finished by then is dropped (asyncio's default is 60 s).
+HANDSHAKE_TIMEOUT = 5.0
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; the new soft limit (-1: unknown)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    except (ImportError, OSError, ValueError):
+        return -1
+
+
+class _GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol, with a deadline for a request's line and headers.
+
+    uvicorn only times out an idle kept-alive connection; a client that sends
+    nothing after the handshake, or trickles a header byte every few seconds,
+    would hold its connection for ever. Here a timer runs from the connection
+    (or from the first byte of the next request on a kept-alive connection)
+    until h11 has parsed the request's headers; when it fires, the connection
+    is closed.
+    """
+
+    header_timeout: float = HEADER_TIMEOUT
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        if self._header_timer is None and (cycle is None or cycle.response_complete):
+            self._arm_header_timer()  # the first byte of the next request
+        super().data_received(data)
+        if self.cycle is not cycle:  # h11 parsed a whole request line and headers
+            self._disarm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.debug("closing a connection whose request headers took over %gs",
+                      self.header_timeout)
+            self.transport.close()
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, minus re-raising SIGTERM after the graceful shutdown.
 
@@ -65,12 +145,30 @@ class _Server(uvicorn.Server):
             for sig, handler in original.items():
                 signal.signal(sig, handler)
 
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, with a TLS handshake deadline on the listening server."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.create_server = functools.partial(  # type: ignore[method-assign]
+                loop.create_server, ssl_handshake_timeout=self.handshake_timeout)
+        except AttributeError:  # a loop without instance attributes keeps its default
+            await super().startup(sockets)
+            return
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server
+
 
 class WebhookServer:
     """uvicorn serving ``app`` on ``sock`` with a certificate that follows its files."""
 
     def __init__(self, app: FastAPI, certificate: ReloadingCertificate, sock: socket.socket, *,
-                 reload_interval: float = 5.0, access_log: bool = False) -> None:
+                 reload_interval: float = 5.0, access_log: bool = False,
+                 header_timeout: float = HEADER_TIMEOUT,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.certificate = certificate
         self.sock = sock
         self.reload_interval = reload_interval
@@ -78,13 +176,15 @@ class WebhookServer:
         def tls(_config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
             return certificate.context
 
+        protocol = type("GuardedH11", (_GuardedH11,), {"header_timeout": header_timeout})
         self.config = uvicorn.Config(
-            app, ssl_context_factory=tls, lifespan="off", access_log=access_log,
+            app, ssl_context_factory=tls, lifespan="off", access_log=access_log, http=protocol,
             log_config=None, server_header=False, proxy_headers=False,
             # the API server reuses connections; keep them a little longer than its idle timer
             timeout_keep_alive=30, timeout_graceful_shutdown=10,
         )
         self.server = _Server(self.config)
+        self.server.handshake_timeout = handshake_timeout
 
     @property
     def address(self) -> tuple[str, int]:

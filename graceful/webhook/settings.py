@@ -36,3 +36,5 @@ class WebhookSettings(BaseSettings):
     """Larger /mutate bodies are refused with 400 before they are parsed."""
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     """A /mutate body not received in full by then is refused (slow clients)."""
+    header_timeout_seconds: float = Field(default=5.0, gt=0)
+    """A request line and headers not received in full by then close the connection."""
