@@ -333,7 +333,10 @@ class Demo:
                                       "--kubeconfig", str(self.kubectl.kubeconfig),
                                       "--namespace", NAMESPACE,
                                       # its own Lease: never competes with an installed operator
-                                      "--lease-namespace", NAMESPACE],
+                                      "--lease-namespace", NAMESPACE,
+                                      # the demo registers its own webhook and CA; an installed
+                                      # webhook's Secret and caBundle are not the demo's
+                                      "--no-manage-certificates"],
                          self.workdir / "operator.log")
         operator.start(self.env())
         self.children.append(operator)

@@ -12,8 +12,10 @@ What kopf does here, and what it must not do:
 - No ``on.create``/``on.update``/daemon/timer handlers on watched resources:
   those make kopf store progress annotations or finalizers on the objects,
   and the operator never writes to the workloads it audits.
-- ``@kopf.on.startup`` starts the auditor and the Lease elector; ``cleanup``
-  stops them and releases the Lease.
+- ``@kopf.on.startup`` starts the auditor, the Lease elector and (unless
+  disabled) the keeper of the webhook's certificates, a background task rather
+  than a kopf timer because it polls two named objects nobody needs to watch;
+  ``cleanup`` stops them and releases the Lease.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kubernetes import client as k8s_client
 from graceful.core import GROUP, PLURAL, VERSION
 from graceful.operator import projection
 from graceful.operator.audit import policy_entry
+from graceful.operator.certificate_sync import CertificateKeeper
 from graceful.operator.kube import KubeApi, connection_info
 from graceful.operator.lease import LeaseElector
 from graceful.operator.reconciler import Auditor, Views
@@ -81,7 +84,8 @@ def index_replicaset(body: kopf.Body, **_: Any) -> dict[str, Any]:
 
 
 def build_registry(auditor: Auditor, elector: LeaseElector, api: KubeApi,
-                   cfg: k8s_client.Configuration) -> kopf.OperatorRegistry:
+                   cfg: k8s_client.Configuration, *,
+                   keeper: CertificateKeeper | None = None) -> kopf.OperatorRegistry:
     """A fresh registry wired to ``auditor`` (no module-level state)."""
     registry = kopf.OperatorRegistry()
     tasks: list[asyncio.Task[None]] = []
@@ -107,6 +111,8 @@ def build_registry(auditor: Auditor, elector: LeaseElector, api: KubeApi,
                              pods=kwargs["pods"], replicasets=kwargs["replicasets"]))
         tasks.append(asyncio.create_task(auditor.run(), name="graceful auditor"))
         tasks.append(asyncio.create_task(elector.run(), name="graceful lease"))
+        if keeper is not None:
+            tasks.append(asyncio.create_task(keeper.run(), name="graceful certificates"))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:

@@ -13,6 +13,7 @@ import sys
 
 import kopf
 
+from graceful.operator.certificate_sync import CertificateKeeper
 from graceful.operator.handlers import build_registry
 from graceful.operator.kube import KubeApi, load_configuration
 from graceful.operator.lease import LeaseElector
@@ -43,17 +44,29 @@ def start(settings: OperatorSettings, kubeconfig: str | None) -> int:
         return 2
     api = KubeApi(cfg)
     auditor = Auditor(settings=settings, api=api)
+    keeper = CertificateKeeper(api, settings) if settings.manage_certificates else None
+
+    def leadership_changed(leading: bool) -> None:
+        auditor.leadership_changed(leading)
+        if keeper is not None:
+            keeper.leadership_changed(leading)
+
     elector = LeaseElector(api, namespace=settings.lease_namespace, name=settings.lease_name,
                            identity=settings.identity,
                            duration_seconds=settings.lease_duration_seconds,
                            renew_every=settings.renew_every,
                            renew_deadline=settings.renew_deadline,
-                           on_change=auditor.leadership_changed)
+                           on_change=leadership_changed)
     auditor.is_leader = elector.is_leader
-    registry = build_registry(auditor, elector, api, cfg)
+    if keeper is not None:
+        keeper.is_leader = elector.is_leader
+    registry = build_registry(auditor, elector, api, cfg, keeper=keeper)
     logger.info("graceful operator %s: namespaces=%s lease=%s/%s",
                 settings.identity, ",".join(settings.namespaces) or "(all)",
                 settings.lease_namespace, settings.lease_name)
+    if keeper is None:
+        logger.info("webhook certificates are not managed (GRACEFUL_MANAGE_CERTIFICATES=false"
+                    " or --no-manage-certificates): the Secret and the caBundle are left alone")
     kopf.run(
         registry=registry,
         settings=kopf_settings(),

@@ -9,6 +9,7 @@ dead leader within ``lease_duration_seconds`` plus one renewal.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from dataclasses import dataclass
@@ -52,6 +53,26 @@ class OperatorSettings:
     """Events posted in parallel (1,000 new workloads must not take 1,000 round trips)."""
     liveness_endpoint: str | None = None
     """kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``; None: none."""
+    manage_certificates: bool = True
+    """Keep the webhook's TLS Secret and the configuration's caBundle (off with cert-manager)."""
+    webhook_namespace: str = DEFAULT_OPERATOR_NAMESPACE
+    """Namespace of the webhook's Service and of its TLS Secret (the operator's own)."""
+    webhook_service: str = "graceful-webhook"
+    """The Service the API server calls; its DNS names go into the serving certificate."""
+    webhook_secret: str = "graceful-webhook-tls"  # noqa: S105 (a name, not a password)
+    """The Secret the webhook's Pods mount: ``tls.crt``, ``tls.key``, ``ca.crt``, ``ca.key``."""
+    webhook_configuration: str = "graceful-webhook"
+    """The MutatingWebhookConfiguration whose webhooks' caBundle follows the CA."""
+    webhook_extra_sans: tuple[str, ...] = ()
+    """More DNS names or IP addresses for the serving certificate (a webhook called by URL)."""
+    certificate_lifetime: dt.timedelta = dt.timedelta(days=90)
+    """Lifetime of a serving certificate; renewed when a third of it remains."""
+    ca_lifetime: dt.timedelta = dt.timedelta(days=3 * 365)
+    """Lifetime of a CA (3 serving lifetimes or more); a new CA joins the bundle at a third left."""
+    certificate_check_seconds: float = 30.0
+    """The certificates and the caBundle are checked at least this often."""
+    ca_settle_seconds: float = 5.0
+    """After the caBundle gained a new CA, wait this long before serving a certificate of it."""
 
     def with_identity(self) -> OperatorSettings:
         """These settings with an identity filled in."""
