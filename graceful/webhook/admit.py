@@ -135,14 +135,83 @@ def _applies(obj: Mapping[str, Any], patch: list[dict[str, Any]]) -> bool:
     """Whether the API server will be able to apply ``patch``.
 
     A patch that fails there fails the request whatever the failurePolicy, so
-    it is tried here first on a copy (a fraction of a millisecond).
+    it is tried here first. Not on a deep copy of the object: that copy was
+    half the cost of an admission (0.1 ms for a 5 KB Deployment, 0.8 ms for
+    50 KB). An operation only changes the containers on the way to its
+    location, so before each operation only those are copied (copy on write,
+    :func:`_copy_path`) and the rest stays shared with ``obj``, which is never
+    modified. The operations are copied too (they are small): older jsonpatch
+    releases insert an ``add``'s value without copying it, and a later
+    operation writing inside that value would change the patch sent.
     """
     try:
-        jsonpatch.JsonPatch(patch).apply(obj, in_place=False)
+        apply_patch(obj, patch)
     except Exception:
         log.exception("computed patch does not apply: %s", patch)
         return False
     return True
+
+
+def apply_patch(obj: Mapping[str, Any], patch: list[dict[str, Any]]) -> Any:
+    """``obj`` with ``patch`` applied, leaving ``obj`` and ``patch`` unchanged.
+
+    Same result and same errors as ``jsonpatch.apply_patch(obj, patch)``,
+    which deep-copies the whole document first.
+    """
+    doc: Any = obj
+    copied: set[int] = set()
+    for op in _json_copy(patch):
+        if isinstance(doc, Mapping | list) and id(doc) not in copied:  # the root may be moved
+            doc = dict(doc) if isinstance(doc, Mapping) else list(doc)
+            copied.add(id(doc))
+        for field in ("path", "from"):
+            pointer = op.get(field) if isinstance(op, dict) else None
+            if isinstance(pointer, str):
+                _copy_path(doc, pointer, copied)
+        doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+    return doc
+
+
+def _copy_path(root: Any, pointer: str, copied: set[int]) -> None:
+    """Replace every container above the last token of ``pointer`` by a shallow copy.
+
+    ``copied`` holds the ids of the containers that already are copies (the
+    originals stay alive in the caller's object, so an id is never reused for
+    one of them). A token that does not resolve stops the walk: applying the
+    operation then reports the error.
+    """
+    if not pointer.startswith("/"):
+        return
+    node: Any = root
+    for token in pointer.split("/")[1:-1]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        child: Any
+        if isinstance(node, dict):
+            if key not in node:
+                return
+            slot: Any = key
+            child = node[key]
+        elif isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                return
+            slot = int(key)
+            child = node[slot]
+        else:
+            return
+        if isinstance(child, dict | list) and id(child) not in copied:
+            child = dict(child) if isinstance(child, dict) else list(child)
+            node[slot] = child
+            copied.add(id(child))
+        node = child
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars), several times faster than deepcopy."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
 
 
 def encode_patch(patch: list[dict[str, Any]]) -> str:
