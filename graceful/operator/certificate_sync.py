@@ -124,6 +124,7 @@ class CertificateKeeper:
         self.writes = 0
         self._wake = asyncio.Event()
         self._last_configuration_state = ""
+        self._announced = False
 
     @property
     def secret_path(self) -> str:
@@ -139,6 +140,7 @@ class CertificateKeeper:
 
     def leadership_changed(self, leading: bool) -> None:
         """Called by the elector: a new leader checks the certificates at once."""
+        self._announced = False
         if leading:
             self._wake.set()
 
@@ -205,9 +207,15 @@ class CertificateKeeper:
                     "replaced" if decision.replace else "updated")
             logger.info("certificates: %s Secret %s (%s): %s", verb, self.secret_ref,
                         "; ".join(decision.reasons), Summary.of(files))
-            # the next renewal is decided from what was just written
+            # the next renewal is decided from what was just written; a new CA's
+            # certificate follows once the configuration trusts it, so look again soon
             written = inspect(files, self.policy.hosts, now)
             report.next_check = decide(written, self.policy, now, trusted=None).next_check
+            report.waiting = report.waiting or decision.new_ca
+        elif not self._announced and not decision.waiting and files is not None:
+            self._announced = True
+            logger.info("certificates: Secret %s is valid, nothing to renew (%s); next check"
+                        " at %s", self.secret_ref, Summary.of(files), decision.next_check)
         if configuration is None or files is None:
             report.configuration = "missing" if configuration_state == "missing" else (
                 "unreadable" if configuration_state == "unreadable" else "unchanged")
