@@ -412,3 +412,41 @@ def test_graceful_manage_certificates_false_touches_nothing(
     assert resource_version(after) == resource_version(before)
     assert "caBundle" not in after["webhooks"][0]["clientConfig"]
     assert "certificates:" not in operator.text()
+
+
+def test_as_installed_with_exactly_the_operators_rbac(
+        crd: None, kubectl: Kubectl, tmp_path: Path) -> None:
+    """The manifests' names, namespace and RBAC: the operator as its service account.
+
+    The configuration is the installed one (a Service, no caBundle); a missing
+    permission (a Secret not named in the Role, a list, a watch) shows as a
+    403 in the log or as a Secret that never appears.
+    """
+    from tests.e2e.test_manifests_e2e import _token_kubeconfig  # noqa: PLC0415
+    from tests.manifests.conftest import MANIFESTS, NAMESPACE  # noqa: PLC0415
+
+    files = [arg for name in ("00-namespace.yaml", "10-serviceaccounts.yaml",
+                              "21-rbac-operator.yaml", "50-webhook-configuration.yaml")
+             for arg in ("-f", str(MANIFESTS / name))]
+    kubectl("apply", *files)
+    kubectl("delete", "secret", SECRET, "-n", NAMESPACE, "--ignore-not-found")
+    operator = Process(["operator", "--identity", "certificates-rbac", "--kubeconfig",
+                        str(_token_kubeconfig(kubectl, "graceful-operator",
+                                              tmp_path / "operator.kubeconfig"))],
+                       tmp_path / "operator.log", env={"POD_NAMESPACE": NAMESPACE})
+    try:
+        operator.start()
+        stored = until(lambda: secret(kubectl, NAMESPACE), 25, "the Secret", operator.text)
+        files_ = files_of(stored)
+        until(lambda: ca_bundle(configuration(kubectl, "graceful-webhook")) == files_[CA_CRT],
+              10, "the caBundle of graceful-webhook", operator.text)
+        cert = load_certificates(files_[TLS_CRT])[0]
+        assert cert_hosts(cert) == set(service_hosts("graceful-webhook", NAMESPACE))
+        text = operator.text()
+        assert "403" not in text and "orbidden" not in text, text
+    finally:
+        operator.stop()
+        kubectl("delete", "mutatingwebhookconfiguration", "graceful-webhook",
+                "--ignore-not-found", check=False)
+        kubectl("delete", "secret", SECRET, "-n", NAMESPACE, "--ignore-not-found", check=False)
+        kubectl("delete", "--ignore-not-found", "--wait=false", *files[2:6], check=False)
