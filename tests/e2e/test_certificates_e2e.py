@@ -400,6 +400,52 @@ def test_a_restart_keeps_a_valid_certificate_and_an_invalid_one_is_replaced(
     assert "created Secret" not in second.text() and "updated Secret" not in second.text()
 
 
+def test_of_two_replicas_only_the_leader_writes(
+        setup: Setup, kubectl: Kubectl, namespace: str) -> None:
+    replicas = [setup.operator(identity="op-a"), setup.operator(identity="op-b")]
+    stored = until(lambda: secret(kubectl, namespace), 20, "the Secret",
+                   lambda: "\n".join(r.text() for r in replicas))
+    until(lambda: ca_bundle(configuration(kubectl, setup.configuration))
+          == files_of(stored)[CA_CRT], 10, "the caBundle")
+    time.sleep(2)  # two more checks by the leader; the follower only waits
+    logs = [r.text() for r in replicas]
+    leaders = [log for log in logs if "acquired leadership" in log]
+    assert len(leaders) == 1
+    (follower,) = [log for log in logs if "acquired leadership" not in log]
+    assert "created Secret" in leaders[0] and "created Secret" not in follower
+    assert "certificates: keeping Secret" in follower  # it runs, and writes nothing
+    assert "Secret" not in follower.split("certificates: keeping Secret", 1)[1]
+    after = secret(kubectl, namespace)
+    assert after is not None and resource_version(after) == resource_version(stored)
+
+
+def test_two_writers_that_race_converge_on_one_secret(
+        setup: Setup, kubectl: Kubectl, namespace: str) -> None:
+    """Two leaders of different Leases (a misconfiguration) writing the same Secret:
+    a 409 on create or update makes the loser read again and keep the winner's Secret."""
+    other = f"{namespace}-b"
+    kubectl("create", "namespace", other)
+    try:
+        a = setup.operator(identity="op-a")
+        b = setup.operator("--webhook-namespace", namespace, "--lease-namespace", other,
+                           identity="op-b")
+        for operator in (a, b):
+            operator.wait_for_log(r"acquired leadership")
+            operator.wait_for_log(r"certificates: (created|replaced|updated) Secret|is valid")
+        time.sleep(2)
+        stored = secret(kubectl, namespace)
+        assert stored is not None
+        created = [op for op in (a, b) if "created Secret" in op.text()]
+        assert len(created) == 1, a.text() + b.text()
+        assert "updated Secret" not in a.text() + b.text()
+        assert ca_bundle(configuration(kubectl, setup.configuration)) == (
+            files_of(stored)[CA_CRT])
+        for operator in (a, b):
+            assert "ERROR" not in operator.text() and "Traceback" not in operator.text()
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
 def test_graceful_manage_certificates_false_touches_nothing(
         setup: Setup, kubectl: Kubectl, namespace: str) -> None:
     before = configuration(kubectl, setup.configuration)
