@@ -1,20 +1,21 @@
-"""How fast the audit converges for 1,000 Deployments created at once, and at what memory.
+"""The audit at scale: 1,000 and 10,000 Deployments, from operator start to a converged status.
 
-Starts a local control plane (or uses ``--kubeconfig``), one GracefulPolicy in
-``mode: Audit`` and ``graceful operator`` as a subprocess restricted to the
-benchmark's namespace, then creates N Deployments concurrently (half of them
-missing the budget, one replica each, so the controller-manager also creates
-N ReplicaSets and N Pods for the operator to index). It reports:
+For each count, on a fresh local control plane (or ``--kubeconfig``), in the
+benchmark's namespace: one GracefulPolicy in ``mode: Audit`` and N
+Deployments (half missing the budget; ``replicas: 0`` by default, so they are
+API objects only -- there is no kubelet either way). Only then is ``graceful
+operator`` started as a subprocess restricted to that namespace. Measured:
 
-- convergence: from the first create until ``kubectl get gracefulpolicies``
-  would show MATCHED N, COMPLIANT N/2, MISMATCHED N/2, and from the last create;
-- the operator's resident memory (VmRSS) before, at convergence and once the
-  ReplicaSets and Pods settled, and its peak (VmHWM);
-- how many status writes and Events it made (Events must equal the mismatches);
-- a policy edit that turns all N mismatched: time to converge again.
+- from operator start until the policy's status says MATCHED N, COMPLIANT
+  N/2, MISMATCHED N/2 (what ``kubectl get gracefulpolicies`` shows);
+- from one Deployment edit (a compliant one made to miss the budget) until
+  the status counts it, p50/p95 over 100 edits made one after the other;
+- from a policy edit that turns all N mismatched until the status says so;
+- the operator's peak RSS (VmHWM) and the CPU seconds it used (user + system),
+  at convergence and at the end; its status writes and Events.
 
-Usage: ``.venv/bin/python -m bench.audit_scale [--count 1000] [--kubeconfig F] [--record]``
-(``--record`` appends the figures to bench/results.md).
+Usage: ``.venv/bin/python -m bench.audit_scale [--quick] [--counts 1000,10000]
+[--edits 100] [--replicas 0] [--kubeconfig F] [--no-record]``.
 """
 
 from __future__ import annotations
@@ -28,15 +29,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.common import append_results, load_average, percentile, table
 from graceful.operator.kube import ApiError, KubeApi, load_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "gracefulpolicy.yaml"
 NAMESPACE = "bench-audit"
-POLICY_PATH = f"/apis/graceful.io/v1alpha1/namespaces/{NAMESPACE}/gracefulpolicies/workers"
+POLICY = "workers"
+POLICY_PATH = f"/apis/graceful.io/v1alpha1/namespaces/{NAMESPACE}/gracefulpolicies/{POLICY}"
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
+
+# Targets of issue 7.
+TARGET_CONVERGE_10K_S = 60.0
+TARGET_EDIT_P95_S = 2.0
+TARGET_RSS_MIB = 300.0
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
@@ -46,7 +56,15 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
-def deployment(index: int, compliant: bool) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    # after "pid (comm) ", fields[0] is the state (field 3); utime and stime are fields 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def deployment(index: int, compliant: bool, replicas: int = 0) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "app", "image": "registry.example/worker:1",
                                  "args": ["--queue", f"q{index}"]}
     spec: dict[str, Any] = {"containers": [container]}
@@ -57,23 +75,29 @@ def deployment(index: int, compliant: bool) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": NAMESPACE,
-                     "annotations": {"graceful.io/policy": "workers"},
+                     "annotations": {"graceful.io/policy": POLICY},
                      "labels": {"app": name, "bench": "audit"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}}, "spec": spec}},
     }
 
 
-async def create_all(api: KubeApi, count: int, parallel: int) -> tuple[float, float]:
-    """Create the Deployments ``parallel`` at a time; (start, end) monotonic times."""
+def expected(count: int, broken: int = 0) -> tuple[int, int, int]:
+    """(matched, compliant, mismatched) once ``broken`` compliant ones were edited to miss."""
+    half = count // 2
+    return count, count - half - broken, half + broken
+
+
+async def create_all(api: KubeApi, count: int, parallel: int, replicas: int) -> float:
+    """Create the Deployments ``parallel`` at a time; the seconds it took."""
     gate = asyncio.Semaphore(parallel)
 
     async def one(index: int) -> None:
         async with gate:
             for attempt in range(5):
                 try:
-                    await api.request("POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
-                                      body=deployment(index, compliant=index % 2 == 0))
+                    await api.request("POST", DEPLOYMENTS, body=deployment(
+                        index, compliant=index % 2 == 0, replicas=replicas))
                     return
                 except ApiError as exc:
                     if exc.status == 409:
@@ -84,28 +108,56 @@ async def create_all(api: KubeApi, count: int, parallel: int) -> tuple[float, fl
 
     started = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(count)))
-    return started, time.monotonic()
+    return time.monotonic() - started
 
 
-async def wait_status(api: KubeApi, want: tuple[int, int, int], timeout: float) -> float:
+async def status_of(api: KubeApi) -> tuple[Any, ...]:
+    status = (await api.request("GET", POLICY_PATH)).get("status") or {}
+    return status.get("matched"), status.get("compliant"), status.get("mismatched")
+
+
+async def wait_status(api: KubeApi, want: tuple[int, int, int], timeout: float,
+                      interval: float = 0.05) -> float:
     """Poll the policy until (matched, compliant, mismatched) == ``want``; when it was seen."""
     deadline = time.monotonic() + timeout
     last: tuple[Any, ...] = ()
     while time.monotonic() < deadline:
-        status = (await api.request("GET", POLICY_PATH)).get("status") or {}
-        last = (status.get("matched"), status.get("compliant"), status.get("mismatched"))
+        last = await status_of(api)
         if last == want:
             return time.monotonic()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
     raise SystemExit(f"no convergence to {want} within {timeout}s; last status {last}")
 
 
-async def count_pods(api: KubeApi) -> int:
-    return len(await api.list_all(f"/api/v1/namespaces/{NAMESPACE}/pods"))
+@dataclass
+class Figures:
+    count: int
+    replicas: int
+    created_in: float
+    converged: float
+    edits: list[float]
+    policy_edit: float
+    rss_converged: float
+    peak_converged: float
+    cpu_converged: float
+    peak_end: float
+    cpu_end: float
+    writes: int
+    events: int
 
 
-async def scenario(kubeconfig: Path, count: int, parallel: int) -> list[str]:
-    api = KubeApi(load_configuration(str(kubeconfig)), timeout=30, limit=parallel)
+def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "graceful.cli", "operator", "--kubeconfig", str(kubeconfig),
+             "--namespace", NAMESPACE, "--lease-namespace", NAMESPACE, "--identity", "bench",
+             "--no-manage-certificates"],
+            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
+                   replicas: int) -> Figures:
+    api = KubeApi(load_configuration(str(kubeconfig)), timeout=60, limit=parallel)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     subprocess.run(["kubectl", "apply", "-f", str(CRD)], check=True, env=env,
                    capture_output=True)
@@ -115,99 +167,143 @@ async def scenario(kubeconfig: Path, count: int, parallel: int) -> list[str]:
                    capture_output=True)
     await api.request("POST", f"/apis/graceful.io/v1alpha1/namespaces/{NAMESPACE}/gracefulpolicies",
                       body={"apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
-                            "metadata": {"name": "workers", "namespace": NAMESPACE},
+                            "metadata": {"name": POLICY, "namespace": NAMESPACE},
                             "spec": {"mode": "Audit", "gracefulTimeoutSeconds": 30}})
+    created_in = await create_all(api, count, parallel, replicas)
+    print(f"  {count} Deployments created in {created_in:.1f} s (load {load_average():.2f})",
+          flush=True)
     log = Path(tempfile.mkdtemp(prefix="bench-audit-")) / "operator.log"
-    with log.open("wb") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "graceful.cli", "operator", "--kubeconfig", str(kubeconfig),
-             "--namespace", NAMESPACE, "--lease-namespace", NAMESPACE, "--identity", "bench"],
-            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    started = time.monotonic()
+    operator = start_operator(kubeconfig, log)
     try:
-        deadline = time.monotonic() + 60
-        while "acquired leadership" not in log.read_text():
-            if operator.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"operator did not start:\n{log.read_text()}")
-            await asyncio.sleep(0.1)
-        await wait_status(api, (0, 0, 0), 30)
-        await asyncio.sleep(1)
-        idle = rss_kib(operator.pid)[0]
+        try:
+            converged = await wait_status(api, expected(count), 600) - started
+        except SystemExit:
+            print(log.read_text()[-3000:], file=sys.stderr)
+            raise
+        rss_converged, peak_converged = rss_kib(operator.pid)
+        cpu_converged = cpu_seconds(operator.pid)
+        print(f"  operator converged {converged:.1f} s after it started,"
+              f" peak RSS {peak_converged / 1024:.0f} MiB, {cpu_converged:.1f} CPU s", flush=True)
 
-        first, last = await create_all(api, count, parallel)
-        half = count // 2
-        converged = await wait_status(api, (count, count - half, half), 300)
-        at_convergence = rss_kib(operator.pid)[0]
-        # Let the controller-manager create every ReplicaSet and Pod, then measure again.
-        settle_deadline = time.monotonic() + 180
-        while await count_pods(api) < count and time.monotonic() < settle_deadline:
-            await asyncio.sleep(1)
-        pods = await count_pods(api)
-        await asyncio.sleep(5)
-        settled, peak = rss_kib(operator.pid)
+        latencies: list[float] = []
+        for edit in range(edits):
+            name = f"worker-{2 * edit:05d}"  # even indexes are the compliant ones
+            began = time.monotonic()
+            await api.request("PATCH", f"{DEPLOYMENTS}/{name}",
+                              body={"spec": {"template": {"spec": {
+                                  "terminationGracePeriodSeconds": 10}}}},
+                              content_type="application/merge-patch+json")
+            seen = await wait_status(api, expected(count, edit + 1), 60, interval=0.02)
+            latencies.append(seen - began)
+        if latencies:
+            print(f"  {edits} edits: p50 {percentile(latencies, 50):.2f} s,"
+                  f" p95 {percentile(latencies, 95):.2f} s", flush=True)
+
+        began = time.monotonic()
+        await api.request("PATCH", POLICY_PATH, body={"spec": {"gracefulTimeoutSeconds": 300}},
+                          content_type="application/merge-patch+json")
+        policy_edit = await wait_status(api, (count, 0, count), 600) - began
+        _, peak_end = rss_kib(operator.pid)
+        cpu_end = cpu_seconds(operator.pid)
         text = log.read_text()
         writes = len(re.findall(r"status of \S+: matched=", text))
         events = len(await api.list_all(f"/api/v1/namespaces/{NAMESPACE}/events",
                                         label_selector="app.kubernetes.io/managed-by="
                                                        "graceful-operator"))
-
-        edit_started = time.monotonic()
-        await api.request("PATCH", POLICY_PATH, body={"spec": {"gracefulTimeoutSeconds": 300}},
-                          content_type="application/merge-patch+json")
-        edited = await wait_status(api, (count, 0, count), 120)
-        rss_after_edit, peak = rss_kib(operator.pid)
     finally:
         operator.send_signal(signal.SIGTERM)
         try:
             operator.wait(timeout=30)
         except subprocess.TimeoutExpired:
             operator.kill()
+            operator.wait()
         await api.close()
-    mib = 1024
-    return [
-        f"{count} Deployments (1 replica each; half missing the budget) created with {parallel}"
-        f" concurrent POSTs in {last - first:.1f} s; {pods} Pods existed when measured.",
+    return Figures(count, replicas, created_in, converged, latencies, policy_edit,
+                   rss_converged / 1024, peak_converged / 1024, cpu_converged,
+                   peak_end / 1024, cpu_end, writes, events)
+
+
+def report(results: list[Figures], edits: int) -> list[str]:
+    lines = [
+        "Per count, a fresh control plane: one Audit policy and N Deployments (half missing the"
+        " budget) created first, then `graceful operator` started (restricted to the namespace)."
+        f" Edits: {edits} Deployments made to miss the budget one after the other, each timed"
+        " from the PATCH until the status counts it (polled every 20 ms).",
         "",
-        "| measure | value |",
-        "|---|---|",
-        f"| status converged after the first create | {converged - first:.1f} s |",
-        f"| status converged after the last create | {converged - last:.1f} s |",
-        f"| policy edit (timeout 30 -> 300) to MISMATCHED {count} |"
-        f" {edited - edit_started:.1f} s |",
-        f"| status writes until convergence | {writes} |",
-        f"| Events posted (= mismatched workloads) | {events} (expected {half}) |",
-        f"| operator RSS idle, before the creates | {idle / mib:.0f} MiB |",
-        f"| operator RSS at convergence | {at_convergence / mib:.0f} MiB |",
-        f"| operator RSS with every ReplicaSet and Pod indexed | {settled / mib:.0f} MiB |",
-        f"| operator RSS after the policy edit | {rss_after_edit / mib:.0f} MiB |",
-        f"| operator peak RSS (VmHWM) | {peak / mib:.0f} MiB |",
     ]
+    rows = []
+    for f in results:
+        rows.append([
+            f"{f.count:,}", f.replicas, f"{f.created_in:.0f} s", f"{f.converged:.1f} s",
+            f"{percentile(f.edits, 50):.2f} s / {percentile(f.edits, 95):.2f} s"
+            if f.edits else "-",
+            f"{f.policy_edit:.1f} s", f"{f.peak_converged:.0f} MiB", f"{f.peak_end:.0f} MiB",
+            f"{f.cpu_converged:.1f} s", f"{f.cpu_end:.1f} s", f.writes, f.events,
+        ])
+    lines += table(["Deployments", "replicas", "created in", "operator start to converged",
+                    "edit to status p50 / p95", "policy edit to converged",
+                    "peak RSS at convergence", "peak RSS at the end", "CPU s to converge",
+                    "CPU s in all", "status writes", "Events posted"], rows)
+    lines += ["", "Targets (issue 7):", ""]
+    rows = []
+    for f in results:
+        scale = f"{f.count:,}"
+        if f.count >= 10_000:
+            rows.append([f"{scale} converge < 60 s", f"{f.converged:.1f} s",
+                         "met" if f.converged < TARGET_CONVERGE_10K_S
+                         else f"missed by {f.converged - TARGET_CONVERGE_10K_S:.1f} s"])
+        if f.edits:
+            p95 = percentile(f.edits, 95)
+            rows.append([f"{scale}: edit in status < 2 s at p95", f"{p95:.2f} s",
+                         "met" if p95 < TARGET_EDIT_P95_S
+                         else f"missed by {p95 - TARGET_EDIT_P95_S:.2f} s"])
+        rows.append([f"{scale}: operator RSS < 300 MB", f"{f.peak_end:.0f} MiB peak",
+                     "met" if f.peak_end < TARGET_RSS_MIB
+                     else f"missed by {f.peak_end - TARGET_RSS_MIB:.0f} MiB"])
+    lines += table(["target", "measured", "verdict"], rows)
+    return lines
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--parallel", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 Deployments")
+    parser.add_argument("--counts", default="1000,10000",
+                        help="comma-separated numbers of Deployments (default: %(default)s)")
+    parser.add_argument("--edits", type=int, default=100)
+    parser.add_argument("--parallel", type=int, default=32, help="concurrent creates")
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="replicas per Deployment (1: the controller-manager also creates"
+                             " a ReplicaSet and a Pod each for the operator to index)")
     parser.add_argument("--kubeconfig", type=Path, default=None,
-                        help="an existing cluster (default: start a local control plane)")
-    parser.add_argument("--record", action="store_true", help="append to bench/results.md")
-    args = parser.parse_args()
-    if args.kubeconfig is not None:
-        lines = asyncio.run(scenario(args.kubeconfig, args.count, args.parallel))
-    else:
+                        help="an existing cluster (default: a local control plane per count)")
+    parser.add_argument("--no-record", action="store_true",
+                        help="print only; do not append to bench/results.md")
+    args = parser.parse_args(argv)
+    counts = [200] if args.quick else [int(n) for n in args.counts.split(",")]
+    edits = 10 if args.quick else args.edits
+    results = []
+    for count in counts:
+        print(f"{count} Deployments:", flush=True)
+        kwargs = {"parallel": args.parallel, "edits": min(edits, count // 2),
+                  "replicas": args.replicas}
+        if args.kubeconfig is not None:
+            results.append(asyncio.run(scenario(args.kubeconfig, count, **kwargs)))
+            continue
         from graceful.testenv import ControlPlane  # noqa: PLC0415
 
-        plane = ControlPlane(name="bench-audit")
+        plane = ControlPlane(name=f"bench-audit-{count}")
         plane.start()
         try:
-            lines = asyncio.run(scenario(plane.kubeconfig, args.count, args.parallel))
+            results.append(asyncio.run(scenario(plane.kubeconfig, count, **kwargs)))
         finally:
             plane.stop()
-    if args.record:
-        from bench.common import append_results  # noqa: PLC0415
-
-        append_results(f"Audit convergence, {args.count} Deployments", lines)
-    else:
+    lines = report(results, edits)
+    title = "Audit at scale" + (" (--quick)" if args.quick else "")
+    if args.no_record:
         print("\n".join(lines))
+    else:
+        append_results(title, lines)
     return 0
 
 

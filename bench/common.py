@@ -16,6 +16,7 @@ import platform
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,26 +168,50 @@ class FixedRate:
 
 
 def hey_workers(rate: int, per_worker_max: int = 50) -> int:
-    """Workers for ``rate`` req/s, each asked for at most ``per_worker_max`` req/s.
+    """Load streams for ``rate`` req/s, each asked for at most ``per_worker_max`` req/s.
 
-    hey's workers are closed loops throttled to ``-q`` each: a worker whose
-    request takes longer than 1/q falls behind, so the load stays near the
-    asked rate only while every worker has time to spare.
+    Each stream is a closed loop throttled to its share of the rate: one whose
+    request takes longer than its period falls behind, so the load stays near
+    the asked rate only while every stream has time to spare.
     """
     return max(10, math.ceil(rate / per_worker_max))
 
 
 def hey_fixed_rate(url: str, body_file: Path, *, rate: int, seconds: int = 10) -> FixedRate:
-    """p50/p99 latency (ms) at ``rate`` requests/s, from hey's per-request CSV."""
+    """p50/p99 latency (ms) at ``rate`` requests/s, from hey's per-request CSV.
+
+    Why several one-connection ``hey`` processes instead of one ``hey -c N``:
+    hey's workers all start at once and tick with the same period, so a single
+    hey sends its N requests in synchronised bursts and the last of each burst
+    waits for the N-1 before it; the p50 then measures the burst, not the
+    server. Streams started one after the other, a fraction of the period
+    apart, spread the requests over the period as independent clients (the
+    API server's calls) would.
+    """
     hey = require("hey", "hey")
-    workers = hey_workers(rate)
-    per_worker = rate / workers
-    out = subprocess.run(
-        [hey, "-z", f"{seconds}s", "-c", str(workers), "-q", f"{per_worker:g}", "-m", "POST",
-         "-T", "application/json", "-D", str(body_file), "-o", "csv", url],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    latencies = parse_hey_csv(out)
+    streams = hey_workers(rate)
+    per_stream = rate / streams
+    period = 1 / per_stream
+    processes = []
+    try:
+        for _ in range(streams):
+            started = time.monotonic()
+            processes.append(subprocess.Popen(
+                [hey, "-z", f"{seconds}s", "-c", "1", "-q", f"{per_stream:g}", "-m", "POST",
+                 "-T", "application/json", "-D", str(body_file), "-o", "csv", url],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            time.sleep(max(0.0, period / streams - (time.monotonic() - started)))
+        outputs = [process.communicate(timeout=seconds + 60) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    latencies: list[float] = []
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"hey failed ({process.returncode}): {err.strip()[:500]}")
+        latencies += parse_hey_csv(out)
     return FixedRate(rate, len(latencies) / seconds, percentile(latencies, 50),
                      percentile(latencies, 99), len(latencies))
 

@@ -209,8 +209,9 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
         f" `baseline` is bench/baseline_app.py (parse, allow, no patch). Both are served by"
         f" graceful.webhook.server.WebhookServer with the same TLS context, one process each, on"
         f" 127.0.0.1. Saturation: `wrk -t1 -c{connections} -d{seconds}s`, median of {rounds}"
-        f" alternating runs. Fixed rates: `hey -z {seconds}s -q` (closed-loop workers, so p99 is"
-        f" not corrected for coordinated omission).",
+        f" alternating runs. Fixed rates: max(10, rate/50) one-connection `hey -z {seconds}s -c 1"
+        f" -q rate/N` processes started a fraction of a period apart, so requests are spread over"
+        f" time (each stream is a closed loop: p99 is not corrected for coordinated omission).",
         "",
         "Saturation:",
         "",

@@ -1,0 +1,168 @@
+"""The benchmarks' pure helpers: percentiles, parsers, generators, the results format.
+
+Nothing here is timed and nothing starts a server or a cluster: these tests
+keep the scripts under bench/ from rotting between the (long) benchmark runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from bench import audit_scale, through_apiserver, webhook_alone
+from bench.common import (
+    format_section,
+    hey_workers,
+    machine,
+    parse_hey_csv,
+    parse_wrk,
+    percentile,
+    table,
+)
+from bench.reviews import deployment, review
+from graceful.webhook.review import parse_review
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    assert percentile(list(reversed(values)), 50) == 50
+    assert math.isnan(percentile([], 50))
+
+
+def test_results_section_has_title_date_machine_and_lines() -> None:
+    text = format_section("Webhook alone", table(["a", "b"], [[1, 2]]),
+                          stamp="2026-01-01 00:00 UTC", machine_line="Linux x86_64, 2 cores")
+    assert text.splitlines() == [
+        "## Webhook alone (2026-01-01 00:00 UTC)", "", "Machine: Linux x86_64, 2 cores", "",
+        "| a | b |", "|---|---|", "| 1 | 2 |", "",
+    ]
+
+
+def test_machine_line_says_cores_python_and_load() -> None:
+    line = machine()
+    assert f"{os.cpu_count()} cores" in line and "Python" in line and "load average" in line
+
+
+WRK_OUTPUT = """\
+Running 2s test @ https://127.0.0.1:4443/mutate
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    15.80ms    3.36ms  40.48ms   86.57%
+    Req/Sec     2.04k   102.16     2.19k    70.00%
+  Latency Distribution
+     50%   15.29ms
+     75%   16.39ms
+     90%   18.52ms
+     99%   1.02s
+  4058 requests in 2.00s, 2.88MB read
+Requests/sec:   2027.23
+Transfer/sec:      1.44MB
+"""
+
+
+def test_parse_wrk_reads_rate_and_latency_in_ms() -> None:
+    result = parse_wrk(WRK_OUTPUT)
+    assert result.requests_per_second == pytest.approx(2027.23)
+    assert result.requests == 4058
+    assert result.p50_ms == pytest.approx(15.29)
+    assert result.p99_ms == pytest.approx(1020.0)
+
+
+def test_parse_wrk_refuses_failed_requests() -> None:
+    with pytest.raises(RuntimeError, match="failed responses"):
+        parse_wrk(WRK_OUTPUT + "  Non-2xx or 3xx responses: 3\n")
+    with pytest.raises(RuntimeError, match="socket errors"):
+        parse_wrk(WRK_OUTPUT + "  Socket errors: connect 0, read 1, write 0, timeout 0\n")
+
+
+def test_parse_hey_csv_gives_milliseconds_and_refuses_errors() -> None:
+    header = "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read," \
+             "status-code,offset\n"
+    rows = "0.0012,0.0001,0,0,0.001,0,200,0.01\n0.0030,0,0,0,0.002,0,200,0.02\n"
+    assert parse_hey_csv(header + rows) == pytest.approx([1.2, 3.0])
+    with pytest.raises(RuntimeError, match="500"):
+        parse_hey_csv(header + "0.001,0,0,0,0,0,500,0.1\n")
+
+
+def test_hey_workers_leave_each_worker_time_to_spare() -> None:
+    assert hey_workers(100) == 10
+    assert hey_workers(500) == 10
+    assert hey_workers(1000) == 20
+
+
+@pytest.mark.parametrize(("containers", "size"), webhook_alone.SHAPES)
+def test_reviews_have_the_asked_containers_and_size(containers: int, size: int) -> None:
+    obj = deployment(containers, target_bytes=size)
+    assert len(obj["spec"]["template"]["spec"]["containers"]) == containers
+    assert abs(len(json.dumps(obj)) - size) / size < 0.25
+    body = json.dumps(review(obj)).encode()
+    parsed = parse_review(body)  # what the webhook will read
+    assert parsed.request.operation == "CREATE" and parsed.request.object == obj
+
+
+def test_reviews_have_distinct_uids() -> None:
+    obj = deployment(1, target_bytes=5000)
+    assert review(obj)["request"]["uid"] != review(obj)["request"]["uid"]
+
+
+def test_verdicts_say_by_how_much() -> None:
+    assert webhook_alone.ratio_verdict(0.7, 0.6) == "met"
+    assert webhook_alone.ratio_verdict(0.3, 0.6).startswith("missed by 30 points")
+    assert webhook_alone.limit_verdict(4.0, 5.0, "ms") == "met"
+    assert webhook_alone.limit_verdict(7.5, 5.0, "ms") == "missed by 2.5 ms (1.5x the limit)"
+
+
+_NAME = "apiserver_admission_webhook_admission_duration_seconds"
+
+
+def _series(webhook: str, samples: dict[str, float], total: float, count: float) -> list[str]:
+    labels = f'name="{webhook}",operation="CREATE",rejected="false",type="admit"'
+    lines = [f'{_NAME}_bucket{{{labels},le="{le}"}} {n:g}' for le, n in samples.items()]
+    return [*lines, f"{_NAME}_sum{{{labels}}} {total:g}", f"{_NAME}_count{{{labels}}} {count:g}"]
+
+
+METRICS = "\n".join([
+    f"# HELP {_NAME} [STABLE] Admission webhook latency",
+    f"# TYPE {_NAME} histogram",
+    *_series("mutate.graceful.io", {"0.005": 60, "0.025": 90, "0.1": 100, "+Inf": 100}, 0.9, 100),
+    *_series("other", {"0.005": 5, "+Inf": 5}, 0.01, 5),
+]) + "\n"
+
+
+def test_histogram_is_read_for_the_selected_webhook_only() -> None:
+    found = through_apiserver.histogram(METRICS, through_apiserver.WEBHOOK_METRIC,
+                                        {"name": "mutate.graceful.io", "operation": "CREATE"})
+    assert found.count == 100 and found.mean == pytest.approx(0.009)
+    assert found.quantile(0.5) == pytest.approx(0.005 * 50 / 60)
+    assert found.quantile(0.99) == pytest.approx(0.025 + 0.075 * 9 / 10)
+    assert found.bucket_of(0.99) == (0.025, 0.1)
+
+
+def test_histogram_difference_is_what_happened_in_between() -> None:
+    labels = {"name": "mutate.graceful.io"}
+    after = through_apiserver.histogram(METRICS, through_apiserver.WEBHOOK_METRIC, labels)
+    before = through_apiserver.histogram(METRICS.replace("} 100", "} 90"),
+                                         through_apiserver.WEBHOOK_METRIC, labels)
+    delta = after - before
+    assert delta.count == 10 and delta.buckets[0.1] == 10
+    assert math.isnan(through_apiserver.Histogram().quantile(0.99))
+
+
+def test_audit_expectations_and_own_cpu_time() -> None:
+    assert audit_scale.expected(1000) == (1000, 500, 500)
+    assert audit_scale.expected(1000, broken=3) == (1000, 497, 503)
+    compliant = audit_scale.deployment(0, compliant=True)
+    assert compliant["spec"]["replicas"] == 0
+    assert compliant["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
+    assert "terminationGracePeriodSeconds" not in \
+        audit_scale.deployment(1, compliant=False)["spec"]["template"]["spec"]
+    assert audit_scale.cpu_seconds(os.getpid()) > 0
+    rss, peak = audit_scale.rss_kib(os.getpid())
+    assert 0 < rss <= peak
