@@ -7,8 +7,10 @@ unreadable kubeconfig).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import re
 import sys
 
 from graceful.core import DEFAULT_OPERATOR_NAMESPACE
@@ -76,6 +78,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log level (default: INFO)")
 
 
+_DNS_NAME = re.compile(r"(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
+                       r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+
+
+def extra_san(host: str) -> str:
+    """An IP address or a DNS name (ASCII, ``*.`` allowed in front) for the certificate."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not host.isascii() or not _DNS_NAME.fullmatch(host):
+        raise ValueError(f"--webhook-extra-san {host!r}: not an IP address or a DNS name")
+    return host.lower()
+
+
 def manage_certificates(flag: bool | None) -> bool:
     """The flag if given, else ``$GRACEFUL_MANAGE_CERTIFICATES``, else true."""
     if flag is not None:
@@ -113,7 +130,7 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         webhook_service=args.webhook_service,
         webhook_secret=args.webhook_secret,
         webhook_configuration=args.webhook_configuration,
-        webhook_extra_sans=tuple(dict.fromkeys(args.webhook_extra_san)),
+        webhook_extra_sans=tuple(dict.fromkeys(extra_san(h) for h in args.webhook_extra_san)),
         certificate_lifetime=certificate_lifetime,
         ca_lifetime=ca_lifetime,
         certificate_check_seconds=args.certificate_check_seconds,

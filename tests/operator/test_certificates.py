@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ssl
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -50,6 +52,7 @@ from graceful.operator.certificates import (
     with_ca_bundle,
 )
 from graceful.webhook.config import webhook_configuration
+from graceful.webhook.tls import server_context
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 HOSTS = service_hosts("graceful-webhook", "graceful-system", ["127.0.0.1"])
@@ -147,6 +150,15 @@ def test_no_secret_gives_a_ca_and_a_serving_certificate_for_every_name() -> None
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     stored = look(files, T0)
     assert stored.usable and not stored.serving_problems
+
+
+def test_the_webhook_serves_the_pair_as_mounted(tmp_path: Path) -> None:
+    """``graceful webhook --cert tls.crt --key tls.key`` loads what the operator writes."""
+    files = fresh(dt.datetime.now(dt.UTC))
+    for name in (TLS_CRT, TLS_KEY):
+        (tmp_path / name).write_bytes(files[name])
+    context = server_context(tmp_path / TLS_CRT, tmp_path / TLS_KEY)
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
 
 
 def test_the_secret_round_trips_through_base64_data() -> None:

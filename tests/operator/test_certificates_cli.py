@@ -70,6 +70,12 @@ def test_the_environment_switch(monkeypatch: pytest.MonkeyPatch, value: str,
     assert settings_from(parse()).manage_certificates is managed
 
 
+def test_extra_names_are_ips_or_dns_names() -> None:
+    settings = settings_from(parse("--webhook-extra-san", "::1", "--webhook-extra-san",
+                                   "Hook.Example", "--webhook-extra-san", "*.hooks.example"))
+    assert settings.webhook_extra_sans == ("::1", "hook.example", "*.hooks.example")
+
+
 def test_the_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRACEFUL_MANAGE_CERTIFICATES", "false")
     assert settings_from(parse("--manage-certificates")).manage_certificates
@@ -82,6 +88,9 @@ def test_the_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     (("--certificate-lifetime", "90d", "--ca-lifetime", "200d"), "",
      "--ca-lifetime must be at least 3 times --certificate-lifetime"),
     (("--certificate-check-seconds", "0"), "", "--certificate-check-seconds must be positive"),
+    (("--webhook-extra-san", "hook_1.example"), "", "not an IP address or a DNS name"),
+    (("--webhook-extra-san", "häkchen.example"), "", "not an IP address or a DNS name"),
+    (("--webhook-extra-san", ""), "", "not an IP address or a DNS name"),
 ])
 def test_bad_certificate_input_is_exit_code_2(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
