@@ -224,3 +224,53 @@ def test_a_normal_request_is_not_cut_by_the_header_timeout(running: Running) -> 
         assert _timed_mutate(client) < 1.0
         time.sleep(HEADER_TIMEOUT + 0.5)
         assert _timed_mutate(client) < 1.0
+
+
+def _upload(running: Running, size: int, results: list[str]) -> None:
+    """POST ``size`` bytes of chunked body; what the server answered (or how it hung up)."""
+    try:
+        with running.tls() as tls:
+            tls.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n")
+            chunk = b"[" * 65536
+            sent = 0
+            try:
+                while sent < size:
+                    tls.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    sent += len(chunk)
+                tls.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server answered and closed while we were still sending
+            answer = tls.recv(4096)
+            results.append(answer.split(b"\r\n", 1)[0].decode(errors="replace") or "closed")
+    except OSError as exc:
+        results.append(f"closed ({type(exc).__name__})")
+
+
+def test_oversized_uploads_are_refused_without_starving_others(running: Running) -> None:
+    """Ten clients stream 10 MB bodies without a Content-Length at once."""
+    results: list[str] = []
+    uploads = [threading.Thread(target=_upload, args=(running, 10 * 1024 * 1024, results))
+               for _ in range(10)]
+    for thread in uploads:
+        thread.start()
+    latencies = []
+    with running.client() as client:
+        while any(thread.is_alive() for thread in uploads):
+            latencies.append(_timed_mutate(client))
+    for thread in uploads:
+        thread.join(30)
+    print(f"\n10 uploads of 10 MB: {sorted(results)}; {len(latencies)} reviews meanwhile,"
+          f" max {max(latencies) * 1000:.0f} ms")
+    assert len(results) == 10
+    assert all(r.startswith(("HTTP/1.1 400", "closed")) for r in results), results
+    assert max(latencies) < 1.0
+
+
+def test_an_oversized_header_is_refused(running: Running) -> None:
+    with running.tls() as tls:
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        answer = tls.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    with running.client() as client:
+        assert _timed_mutate(client) < 1.0
