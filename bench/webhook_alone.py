@@ -213,6 +213,8 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
         f" -q rate/N` processes started a fraction of a period apart, so requests are spread over"
         f" time (each stream is a closed loop: p99 is not corrected for coordinated omission).",
         "",
+        f"uvicorn {uvicorn_flavour()}.",
+        "",
         "Saturation:",
         "",
     ]
@@ -253,6 +255,17 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
     return lines
 
 
+def uvicorn_flavour() -> str:
+    """What uvicorn's ``auto`` settings pick here: httptools or h11, uvloop or asyncio."""
+    import importlib.util  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{uvicorn.__version__}, HTTP parser {http}, event loop {loop}"
+
+
 def ratio_verdict(measured: float, target: float) -> str:
     """``met`` or by how much a ratio that must reach ``target`` falls short."""
     if measured >= target:
@@ -276,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating saturation runs per app and shape")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--note", default="",
+                        help="a sentence added to the results (e.g. what was changed for this run)")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/results.md")
     parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
@@ -309,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         for served in servers.values():
             served.stop()
     lines = report(results, seconds=seconds, rounds=rounds, connections=args.connections)
+    if args.note:
+        lines = [f"Note: {args.note}", "", *lines]
     title = "Webhook alone vs baseline ASGI app" + (" (--quick)" if args.quick else "")
     if args.no_record:
         print("\n".join(lines))
