@@ -392,6 +392,10 @@ class Demo:
             f"  kubectl -n {NAMESPACE} rollout restart deployment/legacy")
 
     def stop(self) -> None:
+        # SIGTERM all first, then wait: their graceful shutdowns overlap.
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.terminate()
         for child in reversed(self.children):
             child.stop()
         self.children.clear()

@@ -32,7 +32,7 @@ from graceful.testenv import kubeconfig as kubeconfigs
 from graceful.testenv import pki
 from graceful.testenv.build import Binaries, Progress, ensure_binaries
 from graceful.testenv.ports import free_port, is_listening
-from graceful.testenv.process import Component, ComponentError
+from graceful.testenv.process import Component, ComponentError, stop_together
 
 SERVICE_CIDR = "10.0.0.0/24"
 #: The controllers a workload needs, and nothing that needs a kubelet or a cloud.
@@ -159,8 +159,11 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop the components (reverse order) and remove the cluster's directory."""
-        for name in reversed(list(self.components)):
-            self.components[name].stop()
+        # Clients of etcd first (together), etcd last, so nothing logs a lost backend.
+        clients = [c for name, c in self.components.items() if name != "etcd"]
+        stop_together(clients)
+        if "etcd" in self.components:
+            self.components["etcd"].stop()
         self.components.clear()
         if self.root != Path() and self.root.name.startswith(f"graceful-{self.name}-"):
             shutil.rmtree(self.root, ignore_errors=True)
