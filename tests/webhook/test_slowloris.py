@@ -12,9 +12,14 @@ forever, whatever they keep sending: headers must be complete within
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import select
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -274,3 +279,59 @@ def test_an_oversized_header_is_refused(running: Running) -> None:
     assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
     with running.client() as client:
         assert _timed_mutate(client) < 1.0
+
+
+def test_the_command_applies_the_deadlines_and_the_open_files_limit(tmp_path: Path) -> None:
+    """``graceful webhook`` itself: header timeout from its environment, soft NOFILE = hard."""
+    ca = CertificateAuthority.create("cli-ca")
+    cert, key = ca.issue("w", hosts=["127.0.0.1"], server=True).write(tmp_path, "w")
+    kubeconfig = tmp_path / "kubeconfig"  # unreachable: the policy watch retries meanwhile
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1',"
+        " insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graceful.cli", "webhook", "--cert", str(cert), "--key", str(key),
+         "--host", "127.0.0.1", "--port", "0", "--kubeconfig", str(kubeconfig),
+         "--log-level", "error"],
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1",
+             "GRACEFUL_WEBHOOK_HEADER_TIMEOUT_SECONDS": "1"})
+    try:
+        assert process.stderr is not None
+        port = 0
+        deadline = time.monotonic() + 30
+        while not port and time.monotonic() < deadline:
+            found = re.search(r"serving https://127\.0\.0\.1:(\d+)/mutate",
+                              process.stderr.readline())
+            port = int(found[1]) if found else 0
+        assert port, "no 'serving' line"
+        limits = Path(f"/proc/{process.pid}/limits")
+        if limits.exists():
+            [line] = [x for x in limits.read_text().splitlines()
+                      if x.startswith("Max open files")]
+            soft, hard = line.split()[3:5]
+            assert soft == hard, line
+        context = ssl.create_default_context(cadata=ca.cert_pem.decode())
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            time.sleep(0.05)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\n")  # and never the rest
+            started = time.monotonic()
+            tls.settimeout(10)
+            with contextlib.suppress(OSError):
+                assert tls.recv(4096) == b""
+            took = time.monotonic() - started
+        assert 0.5 < took < 5, took
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
