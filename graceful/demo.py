@@ -488,13 +488,18 @@ def demo(args: argparse.Namespace, console: Console | None = None,
 
 
 def run(args: argparse.Namespace) -> int:
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # Ctrl-C must stop the demo even when it was started from a script or a
+    # background job, whose shell hands it SIGINT already ignored (Python then
+    # installs no KeyboardInterrupt handler of its own).
+    previous_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return demo(args)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
 
 
