@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,8 @@ def _run(label: str, examples: int, test: Callable[[], None]) -> bool:
         test()
     except Exception as exc:  # hypothesis re-raises the shrunk failure
         print(f"{label}: FAILED after {sum(OUTCOMES.values())} examples"
-              f" ({time.monotonic() - started:.0f}s): {type(exc).__name__}: {exc}")
+              f" ({time.monotonic() - started:.0f}s):")
+        traceback.print_exception(exc, file=sys.stdout)  # with hypothesis' notes: the example
         return False
     took = time.monotonic() - started
     print(f"{label}: {examples} examples passed in {took:.0f}s"
