@@ -273,10 +273,17 @@ def test_oversized_uploads_are_refused_without_starving_others(running: Running)
 
 
 def test_an_oversized_header_is_refused(running: Running) -> None:
+    answer = b""
     with running.tls() as tls:
-        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
-        answer = tls.recv(4096)
-    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+        # the server may answer and close before the client has finished sending
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000
+                        + b"\r\n\r\n")
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            answer = tls.recv(4096)
+    # However the bytes are split into reads, the request never reaches the app.
+    assert not answer.startswith(b"HTTP/1.1 200"), answer[:100]
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:100]
     with running.client() as client:
         assert _timed_mutate(client) < 1.0
 
