@@ -3,7 +3,8 @@
 kopf is told to be quiet where it would otherwise write to the cluster: no
 peering objects (``standalone``; the Lease elects the writer instead) and no
 Events of its own (``posting.enabled = False``; every Event the operator posts
-is one of ours, with our labels and dedup annotations).
+is one of ours, with our labels and dedup annotations). ``kopf_compat`` fixes a
+quadratic start-up in kopf's index bookkeeping before kopf runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 import kopf
 
+from graceful.operator import kopf_compat
 from graceful.operator.certificate_sync import CertificateKeeper
 from graceful.operator.handlers import build_registry
 from graceful.operator.kube import KubeApi, load_configuration
@@ -67,6 +69,7 @@ def start(settings: OperatorSettings, kubeconfig: str | None) -> int:
     if keeper is None:
         logger.info("webhook certificates are not managed (GRACEFUL_MANAGE_CERTIFICATES=false"
                     " or --no-manage-certificates): the Secret and the caBundle are left alone")
+    kopf_compat.apply()  # kopf's index start-up is quadratic without it; see the module
     kopf.run(
         registry=registry,
         settings=kopf_settings(),
