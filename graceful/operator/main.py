@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 import kopf
 
@@ -25,9 +27,35 @@ from graceful.operator.settings import OperatorSettings
 logger = logging.getLogger(__name__)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """A diff base for an operator without change-detecting handlers: none at all.
+
+    kopf computes an object's "essence" (a deep copy of its whole body, less
+    what the progress storage strips, another copy) on every watch event, to
+    diff it against the last handled one for ``on.create``/``on.update``/
+    ``on.resume`` handlers and daemons. This operator has none of those (see
+    ``handlers``: it must never annotate the workloads it audits), so the diff
+    is never read; at 20,000 objects building it was a fifth of the start-up
+    CPU. ``store`` is only called after a change handler ran, so reaching it
+    means someone added one: it fails loudly rather than lose the diff base.
+    """
+
+    def build(self, *, body: kopf.Body,
+              extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        raise RuntimeError("graceful operator: a change handler needs a real diff-base storage"
+                           " (see graceful.operator.main.NoDiffBase)")
+
+
 def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.peering.standalone = True
     # Reconnect quickly after an API server restart; notice dead connections within a minute.
     settings.watching.reconnect_backoff = 1.0

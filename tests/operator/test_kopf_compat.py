@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import types
 from collections.abc import Iterable, Iterator
 
+import kopf
 import pytest
 from kopf._cogs.aiokits import aiotoggles
+from kubernetes import client as k8s_client
 
 from graceful.operator import kopf_compat
+from graceful.operator.handlers import WATCHED_RESOURCES, build_registry
+from graceful.operator.lease import LeaseElector
+from graceful.operator.main import NoDiffBase, kopf_settings
+from graceful.operator.reconciler import Auditor
+from graceful.operator.settings import OperatorSettings
+from tests.operator.fakes import FakeApi
 
 
 @pytest.fixture
@@ -172,3 +181,39 @@ def test_a_changed_kopf_is_left_alone_and_logged_once(
     assert not hasattr(ToggleSet, "drop_toggle")
     warnings = [r for r in caplog.records if "not patched" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def _registry() -> kopf.OperatorRegistry:
+    api = FakeApi()
+    auditor = Auditor(settings=OperatorSettings(identity="r"), api=api)
+    elector = LeaseElector(api, namespace="graceful-system", identity="r")
+    return build_registry(auditor, elector, api, k8s_client.Configuration())  # type: ignore[arg-type]
+
+
+def test_no_handler_runs_in_kopfs_thread_pool() -> None:
+    registry = _registry()
+    handlers = [*registry._indexing.get_all_handlers(), *registry._watching.get_all_handlers()]
+    assert {h.id for h in handlers} == {"policies", "workloads", "pods", "replicasets",
+                                        "mark-dirty"}
+    for handler in handlers:
+        assert inspect.iscoroutinefunction(handler.fn), handler.id
+
+
+def test_no_handler_needs_a_diff_base_or_writes_to_the_watched_objects() -> None:
+    # NoDiffBase and "the operator never annotates a workload" both rest on this.
+    registry = _registry()
+    for group, version, plural in WATCHED_RESOURCES:
+        resource = kopf.Resource(group, version, plural)
+        assert not registry._changing.has_handlers(resource=resource), plural
+        assert not registry._spawning.has_handlers(resource=resource), plural
+
+
+def test_the_diff_base_is_nothing_and_refuses_to_be_stored() -> None:
+    storage = kopf_settings().persistence.diffbase_storage
+    assert isinstance(storage, NoDiffBase)
+    body = kopf.Body({"metadata": {"name": "big", "annotations": {"a": "b" * 10_000}},
+                      "spec": {"template": {}}})
+    assert storage.build(body=body) == {}
+    assert storage.fetch(body=body) is None
+    with pytest.raises(RuntimeError, match="change handler"):
+        storage.store(body=body, patch=kopf.Patch(), essence=kopf.BodyEssence())
