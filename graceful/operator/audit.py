@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from graceful.core import (
@@ -87,6 +88,11 @@ class WorkloadAudit:
     policy_found: bool = False
 
     def result(self) -> WorkloadResult:
+        return self._result
+
+    @cached_property
+    def _result(self) -> WorkloadResult:
+        # Built once: an unchanged workload's audit is reused by every later flush.
         return WorkloadResult(self.verdict.kind, self.verdict.name, self.findings)
 
 

@@ -27,6 +27,7 @@ Everything here is pure; ``graceful.operator.reconciler`` does the I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,7 +63,14 @@ def reasons_of(findings: Iterable[Finding]) -> tuple[str, ...]:
 
 def digest(policy: str | None, reasons: Sequence[str]) -> str:
     """A short, stable fingerprint of a mismatch: the policy and its reasons, in order."""
-    data = json.dumps([policy or "", list(reasons)], separators=(",", ":"))
+    return _digest(policy or "", tuple(reasons))
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(policy: str, reasons: tuple[str, ...]) -> str:
+    # Memoized: every flush fingerprints every mismatched workload of the namespace, and
+    # thousands of workloads share a few distinct sets of reasons.
+    data = json.dumps([policy, list(reasons)], separators=(",", ":"))
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 

@@ -73,13 +73,17 @@ class Views:
         uid = (obj.get("metadata") or {}).get("uid")
         if not isinstance(uid, str):
             return []
+        # ``in`` before ``[]``: kopf's Index answers ``in`` from its dict, while ``.get`` of a
+        # missing key costs a KeyError, and most lookups miss (a Deployment scaled to 0).
         if kind == "Deployment":
-            owners: list[str] = list(self.replicasets.get(uid, ()))
+            owners: list[str] = list(self.replicasets[uid]) if uid in self.replicasets else []
         elif kind in ("StatefulSet", "DaemonSet"):
             owners = [uid]
         else:
             return []
-        pods = [pod for owner in owners for pod in self.pods.get(owner, ())]
+        pods = [pod for owner in owners if owner in self.pods for pod in self.pods[owner]]
+        if len(pods) < 2:
+            return pods
         return sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name")))
 
 
