@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,9 +70,19 @@ class Component:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.tied_to_parent else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if self._tie() else None,  # noqa: PLW1509
             )
         self.pid = self._proc.pid
+
+    def _tie(self) -> bool:
+        """Whether to ask for SIGTERM when the parent dies.
+
+        Linux sends PR_SET_PDEATHSIG when the *thread* that forked the child
+        ends, not the process: a component started from a helper thread (a test
+        restarting kube-apiserver in the background) would die with that thread.
+        So only children of the main thread are tied.
+        """
+        return self.tied_to_parent and threading.current_thread() is threading.main_thread()
 
     def exit_code(self) -> int | None:
         """The exit status if the process has ended, else ``None``."""
