@@ -27,13 +27,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import schemathesis  # in the test extras: a missing package fails loudly, never skips
 from hypothesis import HealthCheck, settings
-
-try:
-    import schemathesis
-    from schemathesis import GenerationMode
-except ImportError:  # pragma: no cover - schemathesis belongs to the test extras
-    pytest.skip("schemathesis is not installed", allow_module_level=True)
+from schemathesis import GenerationMode
 
 from graceful.webhook.app import create_app
 from graceful.webhook.cache import PolicyCache
