@@ -301,3 +301,27 @@ def test_pods_of_follows_ownership() -> None:
     assert names("DaemonSet", "ds") == ["d"]
     assert names("Pod", "ds") == []
     assert names("Deployment", "unknown") == []
+
+
+def test_the_status_waits_only_for_the_events_of_the_workloads_it_lists() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    for number in range(120):  # more than the 50 mismatches a status lists
+        world.put(objects.deployment(f"legacy-{number:03d}"))
+    report = flush(make(api, world), world)
+    assert (report.events, report.statuses) == (120, 1)
+    patch_at = next(n for n, (method, _) in enumerate(api.calls) if method == "PATCH")
+    before = sum(1 for method, path in api.calls[:patch_at]
+                 if method == "POST" and path.endswith("/events"))
+    status = api.patches[0][1]["status"]
+    listed = {m["name"] for m in status["mismatches"]}
+    assert len(listed) == 50 and status["mismatchesOmitted"] == 70
+    assert before == 50
+    assert {e["involvedObject"]["name"] for e in api.events[:before]} == listed
+
+    # A restart right after the status write (70 Events never posted) posts exactly those.
+    world.apply_status_patches(api)
+    del api.events[before:]
+    report = flush(make(api, world), world)
+    assert (report.events, report.statuses) == (70, 0)
+    assert len({e["involvedObject"]["name"] for e in api.events}) == 120
