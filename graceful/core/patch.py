@@ -44,8 +44,24 @@ class PatchBuilder:
     """Collects operations and keeps a copy of the object with them applied."""
 
     def __init__(self, obj: Mapping[str, Any]) -> None:
-        self.doc: dict[str, Any] = copy.deepcopy(dict(obj))
+        # Copy-on-write: containers are copied only on the paths ``set`` walks,
+        # so a 50 KB object costs a few shallow copies instead of a deep copy.
+        self.doc: dict[str, Any] = dict(obj)
+        self._own: set[int] = {id(self.doc)}
         self.ops: list[dict[str, Any]] = []
+
+    def _child(self, node: dict[str, Any] | list[Any], part: Any) -> Any:
+        """``node[part]``, replaced first by a shallow copy of it if it is a container not ours.
+
+        The caller's object keeps every original alive while the builder
+        exists, so an id in ``_own`` always names one of our copies.
+        """
+        child = node[part]
+        if isinstance(child, dict | list) and id(child) not in self._own:
+            child = dict(child) if isinstance(child, dict) else list(child)
+            node[part] = child
+            self._own.add(id(child))
+        return child
 
     def set(self, pointer: Pointer, value: Any) -> None:
         """Make ``pointer`` hold ``value``: ``add`` the first missing parent, else ``replace``."""
@@ -61,7 +77,7 @@ class PatchBuilder:
                         self._emit("replace", parts, value)
                         node[part] = copy.deepcopy(value)
                     return
-                node = node[part]
+                node = self._child(node, part)
                 continue
             if not isinstance(node, dict):
                 raise ValueError(f"{pointer}: parent is not an object")
@@ -76,7 +92,7 @@ class PatchBuilder:
                     self._emit("replace", parts, value)
                     node[key] = copy.deepcopy(value)
                 return
-            node = node[key]
+            node = self._child(node, key)
 
     def _emit(self, op: str, parts: tuple[str | int, ...], value: Any) -> None:
         self.ops.append({"op": op, "path": str(Pointer(parts)), "value": copy.deepcopy(value)})
