@@ -217,3 +217,7 @@ def test_the_diff_base_is_nothing_and_refuses_to_be_stored() -> None:
     assert storage.fetch(body=body) is None
     with pytest.raises(RuntimeError, match="change handler"):
         storage.store(body=body, patch=kopf.Patch(), essence=kopf.BodyEssence())
+
+
+def test_initial_listings_are_paged() -> None:
+    assert kopf_settings().watching.chunk_size == 500
