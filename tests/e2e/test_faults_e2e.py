@@ -27,7 +27,6 @@ import json
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -36,11 +35,17 @@ from typing import Any
 
 import pytest
 
-from graceful.testenv.pki import CertificateAuthority
-from graceful.webhook.config import webhook_configuration
 from tests.conftest import Cluster, Kubectl
-from tests.e2e.test_audit_e2e import CRD, Operator, counts, our_events, story, wait_until
-from tests.e2e.test_webhook_e2e import Webhook, deployment, get, install_policy, pod_spec, policy
+from tests.e2e.test_audit_e2e import Operator, counts, our_events, story, wait_until
+from tests.e2e.test_webhook_e2e import (
+    Webhook,
+    deployment,
+    get,
+    install_policy,
+    pod_spec,
+    policy,
+    registered_webhook,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -55,25 +60,9 @@ MUTATED_GRACE = 70
 @pytest.fixture(scope="module")
 def webhook(cluster: Cluster, kubectl: Kubectl,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
-    kubectl("apply", "-f", str(CRD))
-    kubectl("wait", "--for", "condition=established", "--timeout=60s",
-            "crd/gracefulpolicies.graceful.io")
-    hook = Webhook(cluster, tmp_path_factory.mktemp("faults-webhook"),
-                   CertificateAuthority.create("graceful-faults-ca"))
-    hook.start()
-    name = f"graceful-faults-{uuid.uuid4().hex[:6]}"
-    configuration = webhook_configuration(name=name, ca_bundle=hook.ca.cert_pem,
-                                          url=f"{hook.url}/mutate",
-                                          timeout_seconds=WEBHOOK_TIMEOUT)
-    kubectl("apply", "-f", "-", input=json.dumps(configuration))
-    try:
+    with registered_webhook(cluster, kubectl, tmp_path_factory.mktemp("faults-webhook"),
+                            "graceful-faults", timeout_seconds=WEBHOOK_TIMEOUT) as hook:
         yield hook
-    finally:
-        kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found",
-                check=False)
-        if hook.process is not None and hook.process.poll() is None:
-            hook.process.send_signal(signal.SIGCONT)
-        hook.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ a user would see it: with kubectl.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -101,6 +102,7 @@ class Webhook:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a test may have stalled it with SIGSTOP
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
@@ -109,25 +111,36 @@ class Webhook:
                 self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def webhook(cluster: Cluster, kubectl: Kubectl,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+@contextlib.contextmanager
+def registered_webhook(cluster: Cluster, kubectl: Kubectl, directory: Path, prefix: str,
+                       **configuration: Any) -> Iterator[Webhook]:
+    """The CRD installed, ``graceful webhook`` running and registered by URL; undone after.
+
+    ``configuration`` goes to the shared generator (e.g. ``timeout_seconds``).
+    """
     kubectl("apply", "-f", str(CRD))
     kubectl("wait", "--for", "condition=established", "--timeout=60s",
             "crd/gracefulpolicies.graceful.io")
-    hook = Webhook(cluster, tmp_path_factory.mktemp("webhook"),
-                   CertificateAuthority.create("graceful-webhook-e2e-ca"))
+    hook = Webhook(cluster, directory, CertificateAuthority.create(f"{prefix}-ca"))
     hook.start()
-    name = f"graceful-e2e-{uuid.uuid4().hex[:6]}"
-    configuration = webhook_configuration(name=name, ca_bundle=hook.ca.cert_pem,
-                                          url=f"{hook.url}/mutate")
-    kubectl("apply", "-f", "-", input=json.dumps(configuration))
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    registration = webhook_configuration(name=name, ca_bundle=hook.ca.cert_pem,
+                                         url=f"{hook.url}/mutate", **configuration)
+    kubectl("apply", "-f", "-", input=json.dumps(registration))
     try:
         yield hook
     finally:
         kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found",
                 check=False)
         hook.stop()
+
+
+@pytest.fixture(scope="module")
+def webhook(cluster: Cluster, kubectl: Kubectl,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+    with registered_webhook(cluster, kubectl, tmp_path_factory.mktemp("webhook"),
+                            "graceful-e2e") as hook:
+        yield hook
 
 
 # --- objects ------------------------------------------------------------------------------
