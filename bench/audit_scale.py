@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import append_results, load_average, percentile, table
+from bench.common import load_average, percentile, publish, table
 from graceful.operator.kube import ApiError, KubeApi, load_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -342,13 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             plane.stop()
     lines = report(results, edits)
-    if args.note:
-        lines = [f"Note: {args.note}", "", *lines]
-    title = "Audit at scale" + (" (--quick)" if args.quick else "")
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        append_results(title, lines)
+    publish("Audit at scale", lines, quick=args.quick, note=args.note,
+            record=not args.no_record)
     return 0
 
 

@@ -89,6 +89,20 @@ def append_results(title: str, lines: Sequence[str]) -> None:
         out.write(text)
 
 
+def publish(title: str, lines: Sequence[str], *, quick: bool = False, note: str | None = None,
+            record: bool = True) -> None:
+    """Print a bench's section, or append it to bench/results.md (``record``).
+
+    ``--quick`` runs are labelled as such in the title; a ``--note`` heads the section.
+    """
+    body = [f"Note: {note}", "", *lines] if note else list(lines)
+    title = title + (" (--quick)" if quick else "")
+    if record:
+        append_results(title, body)
+    else:
+        print("\n".join(body))
+
+
 def require(tool: str, package: str) -> str:
     """The path of ``tool``, or exit saying which Debian package provides it."""
     path = shutil.which(tool)

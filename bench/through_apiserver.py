@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import append_results, load_average, percentile, table
+from bench.common import load_average, percentile, publish, table
 from bench.reviews import deployment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -412,12 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             lines = asyncio.run(scenario(plane.kubeconfig, count, args.clients, args.blocks))
         finally:
             plane.stop()
-    title = "Through the API server: creates with and without the webhook" + (
-        " (--quick)" if args.quick else "")
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        append_results(title, lines)
+    publish("Through the API server: creates with and without the webhook", lines,
+            quick=args.quick, record=not args.no_record)
     return 0
 
 

@@ -37,9 +37,9 @@ from typing import Any
 from bench.common import (
     FixedRate,
     Saturation,
-    append_results,
     hey_fixed_rate,
     load_average,
+    publish,
     require,
     table,
     wrk_saturation,
@@ -324,13 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         for served in servers.values():
             served.stop()
     lines = report(results, seconds=seconds, rounds=rounds, connections=args.connections)
-    if args.note:
-        lines = [f"Note: {args.note}", "", *lines]
-    title = "Webhook alone vs baseline ASGI app" + (" (--quick)" if args.quick else "")
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        append_results(title, lines)
+    publish("Webhook alone vs baseline ASGI app", lines, quick=args.quick, note=args.note,
+            record=not args.no_record)
     return 0
 
 
