@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.kubeconfig is not None:
             results.append(asyncio.run(scenario(args.kubeconfig, count, **kwargs)))
             continue
-        from graceful.testenv import ControlPlane  # noqa: PLC0415
+        from testenv import ControlPlane  # noqa: PLC0415
 
         plane = ControlPlane(name=f"bench-audit-{count}")
         plane.start()

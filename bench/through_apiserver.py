@@ -145,7 +145,7 @@ class Webhook:
     port: int = 0
 
     def start(self) -> None:
-        from graceful.testenv.pki import CertificateAuthority  # noqa: PLC0415
+        from testenv.pki import CertificateAuthority  # noqa: PLC0415
 
         self.ca = CertificateAuthority.create("bench-apiserver-webhook-ca")
         cert, key = self.ca.issue("graceful-webhook", hosts=["127.0.0.1"], server=True).write(
@@ -204,7 +204,7 @@ class Webhook:
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-    from graceful.testenv.build import find_kubectl  # noqa: PLC0415
+    from testenv.build import find_kubectl  # noqa: PLC0415
 
     return subprocess.run([str(find_kubectl()), "--kubeconfig", str(kubeconfig), *args],
                           input=input, capture_output=True, text=True, check=check)
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kubeconfig is not None:
         lines = asyncio.run(scenario(args.kubeconfig, count, args.clients, args.blocks))
     else:
-        from graceful.testenv import ControlPlane  # noqa: PLC0415
+        from testenv import ControlPlane  # noqa: PLC0415
 
         plane = ControlPlane(name="bench-apiserver")
         plane.start()

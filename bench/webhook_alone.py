@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         seconds, rounds, rates = 2, 1, (TARGET_RATE,)
 
-    from graceful.testenv.pki import CertificateAuthority  # noqa: PLC0415
+    from testenv.pki import CertificateAuthority  # noqa: PLC0415
 
     directory = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     ca = CertificateAuthority.create("bench-webhook-ca")

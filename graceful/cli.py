@@ -17,13 +17,26 @@ from graceful import __version__
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "cluster": ("graceful.testenv.cli", "start, stop or inspect a local Kubernetes control plane"),
+    "cluster": ("testenv.cli", "start, stop or inspect a local Kubernetes control plane"),
     "webhook": ("graceful.webhook.cli", "serve the mutating admission webhook over TLS"),
     "operator": ("graceful.operator.cli", "run the audit controller"),
-    "demo": ("graceful.demo", "run the whole product on a local control plane"),
+    "demo": ("testenv.demo", "run the whole product on a local control plane"),
     "audit": ("graceful.offline.audit_cli", "check manifests against their policies, offline"),
     "explain": ("graceful.offline.explain_cli", "draw the shutdown timeline of each container"),
 }
+
+
+#: Subcommands that live in the repository's development package, not in the wheel.
+DEVELOPMENT_MODULES = frozenset({"testenv"})
+
+
+def _unavailable(name: str, module: str, exc: ImportError) -> str:
+    package = module.split(".", maxsplit=1)[0]
+    if package in DEVELOPMENT_MODULES and (exc.name or "").split(".")[0] == package:
+        return (f"`graceful {name}` is development tooling that runs from a clone of the "
+                "repository (its testenv/ package is not part of the installed product): "
+                "clone it and run ./scripts/bootstrap, then .venv/bin/graceful " + name)
+    return f"{name} is unavailable: {exc}"
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -41,7 +54,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
             try:
                 importlib.import_module(module).add_arguments(child)
             except ImportError as exc:  # a part of the product not installed or not built yet
-                child.set_defaults(_unavailable=f"{name} is unavailable: {exc}")
+                child.set_defaults(_unavailable=_unavailable(name, module, exc))
+                child.add_argument("_ignored", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         child.set_defaults(_module=module)
     return parser
 

@@ -2,7 +2,7 @@
 
 Backends, chosen once per session:
 
-- default: the project's own local control plane (``graceful.testenv``),
+- default: the project's own local control plane (``testenv``),
   built from Go modules and started on loopback;
 - ``GRACEFUL_TEST_KUBECONFIG=/path``: an existing cluster (kind, k3d, minikube
   or a real one); nothing is started or stopped;
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from graceful.testenv import ControlPlane
-from graceful.testenv.build import find_kubectl
+from testenv import ControlPlane
+from testenv.build import find_kubectl
 
 
 @dataclass

@@ -51,8 +51,8 @@ from graceful.operator.certificates import (
     new_serving,
     service_hosts,
 )
-from graceful.testenv.ports import free_port
 from graceful.webhook.config import webhook_configuration
+from testenv.ports import free_port
 from tests.conftest import Cluster, Kubectl
 from tests.e2e.test_webhook_e2e import deployment, install_policy, policy
 

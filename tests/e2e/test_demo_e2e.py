@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from graceful import demo
-from graceful.testenv.ports import is_listening
+from testenv.ports import is_listening
 from tests.conftest import Cluster, Kubectl
 
 pytestmark = pytest.mark.e2e

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from graceful.testenv.pki import CertificateAuthority
-from graceful.testenv.ports import free_port
+from testenv.pki import CertificateAuthority
+from testenv.ports import free_port
 from tests.conftest import Kubectl
 from tests.manifests.conftest import (
     MANIFESTS,

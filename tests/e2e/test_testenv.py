@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from graceful.testenv import ComponentError, ControlPlane, PortInUseError, Ports, versions
-from graceful.testenv.process import is_ours
+from testenv import ComponentError, ControlPlane, PortInUseError, Ports, versions
+from testenv.process import is_ours
 from tests.conftest import Cluster, Kubectl
 
 pytestmark = pytest.mark.e2e

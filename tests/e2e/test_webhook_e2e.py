@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
-from graceful.testenv.pki import CertificateAuthority
 from graceful.webhook.config import WEBHOOK_NAME, webhook_configuration
+from testenv.pki import CertificateAuthority
 from tests.cases import Case, load_cases
 from tests.conftest import Cluster, Kubectl
 

@@ -77,7 +77,7 @@ def test_every_object_but_the_crd_says_what_it_is_part_of() -> None:
 
 def test_crd_is_the_copy_of_crds() -> None:
     path = ROOT / render.CRD_TARGET
-    assert path.read_text() == render.crd(), "run python -m graceful.offline.render"
+    assert path.read_text() == render.crd(), "run python -m testenv.render"
     assert yaml.safe_load(path.read_text()) == yaml.safe_load(
         (ROOT / "crds" / "gracefulpolicy.yaml").read_text())
 
@@ -85,7 +85,7 @@ def test_crd_is_the_copy_of_crds() -> None:
 def test_webhook_configuration_is_the_generators_output() -> None:
     path = ROOT / render.WEBHOOK_TARGET
     assert path.read_text() == render.webhook_configuration(), (
-        "run python -m graceful.offline.render")
+        "run python -m testenv.render")
 
 
 # -- deployments -----------------------------------------------------------------

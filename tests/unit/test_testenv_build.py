@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graceful.testenv import build, versions
+from testenv import build, versions
 
 GOMOD = Path(build.__file__).parent / "gomod"
 

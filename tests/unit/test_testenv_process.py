@@ -7,7 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
-from graceful.testenv.process import Component
+from testenv.process import Component
 
 
 def test_component_started_from_a_thread_survives_the_thread(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from graceful.cli import main
-from graceful.testenv.pki import CertificateAuthority
 from graceful.webhook.server import bind
+from testenv.pki import CertificateAuthority
 
 KUBECONFIG = """\
 apiVersion: v1

@@ -28,12 +28,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graceful.testenv.pki import CertificateAuthority
 from graceful.webhook.app import create_app
 from graceful.webhook.cache import PolicyCache
 from graceful.webhook.server import WebhookServer, bind
 from graceful.webhook.settings import WebhookSettings
 from graceful.webhook.tls import ReloadingCertificate
+from testenv.pki import CertificateAuthority
 
 from .conftest import opted_in, policy, review_dict
 

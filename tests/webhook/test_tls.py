@@ -15,12 +15,12 @@ import httpx
 import pytest
 from cryptography import x509
 
-from graceful.testenv.pki import CertificateAuthority
 from graceful.webhook.app import create_app
 from graceful.webhook.cache import PolicyCache
 from graceful.webhook.server import WebhookServer, bind
 from graceful.webhook.settings import WebhookSettings
 from graceful.webhook.tls import CertificateError, ReloadingCertificate, server_context
+from testenv.pki import CertificateAuthority
 
 from .conftest import opted_in, policy, review_dict
 

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graceful.testenv.build import BuildError
-from graceful.testenv.controlplane import ControlPlane
-from graceful.testenv.process import ComponentError, is_ours
+from testenv.build import BuildError
+from testenv.controlplane import ControlPlane
+from testenv.process import ComponentError, is_ours
 
 
 def state_dir() -> Path:

@@ -5,9 +5,9 @@ an admin kubeconfig; ``graceful cluster up`` starts one that outlives the
 command. See ``controlplane.py`` for why the API server is real.
 """
 
-from graceful.testenv.build import Binaries, BuildError, ensure_binaries
-from graceful.testenv.controlplane import ControlPlane, PortInUseError, Ports, running
-from graceful.testenv.process import ComponentError
+from testenv.build import Binaries, BuildError, ensure_binaries
+from testenv.controlplane import ControlPlane, PortInUseError, Ports, running
+from testenv.process import ComponentError
 
 __all__ = [
     "Binaries",

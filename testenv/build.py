@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from graceful.testenv import versions
+from testenv import versions
 
 Progress = Callable[[str], None]
 
@@ -218,7 +218,7 @@ def ensure_binaries(progress: Progress = print) -> Binaries:
 
 
 def main() -> int:
-    """``python -m graceful.testenv``: build everything, print the paths."""
+    """``python -m testenv``: build everything, print the paths."""
     started = dt.datetime.now(dt.UTC)
     binaries = ensure_binaries()
     for name, path in vars(binaries).items():

@@ -1,6 +1,6 @@
 // Command kube-apiserver is a thin wrapper around the upstream entry point of
 // k8s.io/kubernetes, so that the binary is built from Go modules at the
-// version pinned in graceful/testenv/versions.py.
+// version pinned in testenv/versions.py.
 package main
 
 import (

@@ -1,5 +1,5 @@
 // Command etcd is a thin wrapper around the upstream etcd server entry point,
-// built from Go modules at the version pinned in graceful/testenv/versions.py.
+// built from Go modules at the version pinned in testenv/versions.py.
 package main
 
 import (

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graceful.testenv import kubeconfig as kubeconfigs
-from graceful.testenv import pki
-from graceful.testenv.build import Binaries, Progress, ensure_binaries
-from graceful.testenv.ports import free_port, is_listening
-from graceful.testenv.process import Component, ComponentError, stop_together
+from testenv import kubeconfig as kubeconfigs
+from testenv import pki
+from testenv.build import Binaries, Progress, ensure_binaries
+from testenv.ports import free_port, is_listening
+from testenv.process import Component, ComponentError, stop_together
 
 SERVICE_CIDR = "10.0.0.0/24"
 #: The controllers a workload needs, and nothing that needs a kubelet or a cloud.

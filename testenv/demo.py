@@ -201,7 +201,7 @@ def _confirm(kubectl: Kubectl, console: Console, assume_yes: bool,
 
 def _serving_pair(workdir: Path, host: str) -> tuple[Path, Path, bytes]:
     """A CA made for this run and a serving certificate for ``host``."""
-    from graceful.testenv.pki import CertificateAuthority  # noqa: PLC0415
+    from testenv.pki import CertificateAuthority  # noqa: PLC0415
 
     ca = CertificateAuthority.create("graceful-demo-webhook-ca")
     cert, key = ca.issue("graceful-demo-webhook", hosts=[host, "localhost"],
@@ -232,7 +232,7 @@ def _https_ok(url: str, ca_pem: bytes) -> bool:
 
 
 def _free_port() -> int:
-    from graceful.testenv.ports import free_port  # noqa: PLC0415
+    from testenv.ports import free_port  # noqa: PLC0415
 
     return free_port()
 
@@ -414,7 +414,7 @@ def _cluster(args: argparse.Namespace, console: Console) -> Iterator[Path]:
     if args.kubeconfig is not None:
         yield args.kubeconfig
         return
-    from graceful.testenv import BuildError, ComponentError, ControlPlane  # noqa: PLC0415
+    from testenv import BuildError, ComponentError, ControlPlane  # noqa: PLC0415
 
     console.step("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)")
     plane = ControlPlane(name="demo", progress=lambda msg: console.detail(msg.lstrip(". ")))
@@ -444,7 +444,7 @@ def demo(args: argparse.Namespace, console: Console | None = None,
         print(f"{PROG}: --kubeconfig changes a cluster: confirm with --yes"
               " (standard input is not a terminal)", file=sys.stderr)
         return 2
-    from graceful.testenv.build import find_kubectl  # noqa: PLC0415
+    from testenv.build import find_kubectl  # noqa: PLC0415
 
     workdir = Path(tempfile.mkdtemp(prefix="graceful-demo-run-"))
     failed = True
