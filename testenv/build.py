@@ -64,7 +64,12 @@ KUBE_CONTROLLER_MANAGER = Component(
     "kube-controller-manager", "k8s.io/kubernetes", versions.KUBERNETES
 )
 KUBECTL = Component("kubectl", "k8s.io/kubernetes", versions.KUBERNETES)
+KUBE_SCHEDULER = Component("kube-scheduler", "k8s.io/kubernetes", versions.KUBERNETES)
+KUBELET = Component("kubelet", "k8s.io/kubernetes", versions.KUBERNETES)
+KUBE_PROXY = Component("kube-proxy", "k8s.io/kubernetes", versions.KUBERNETES)
 CONTROL_PLANE = (ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)
+#: What ``graceful cluster up --node`` adds: Pods are scheduled, run and reached by ClusterIP.
+NODE = (KUBE_SCHEDULER, KUBELET, KUBE_PROXY)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from graceful.offline import render
+from testenv import render
 from tests.manifests.conftest import (
     MANIFESTS,
     NAMESPACE,

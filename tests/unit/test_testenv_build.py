@@ -12,7 +12,8 @@ GOMOD = Path(build.__file__).parent / "gomod"
 def test_versions_are_pinned_only_in_versions_py() -> None:
     # The wrapper modules carry no go.mod: the builder writes it from versions.py.
     assert sorted(p.name for p in GOMOD.iterdir()) == [
-        "etcd", "kube-apiserver", "kube-controller-manager", "kubectl",
+        "etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler",
+        "kubectl", "kubelet",
     ]
     assert not list(GOMOD.rglob("go.mod")) and not list(GOMOD.rglob("go.sum"))
     for main in GOMOD.rglob("main.go"):
