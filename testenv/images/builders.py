@@ -55,8 +55,8 @@ _BASE_TRIM = (
     "usr/share/man", "usr/share/info",
 )
 _BASE_EMPTIED = ("etc/resolv.conf", "etc/hostname", "etc/hosts")
-_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-_GROUP = "root:x:0:\nnogroup:x:65534:\n"
+_ETC_USERS = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+_ETC_GROUPS = "root:x:0:\nnogroup:x:65534:\n"
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,9 @@ def busybox_image(progress: Progress = print) -> Image:
     binary = _busybox()
     applets = sorted(set(run([str(binary), "--list-full"]).split()) - {"bin/busybox"})
     config = Config(env={"PATH": recipe.PATH}, cmd=("sh",))
-    key = recipe.digest("busybox", file_digest(binary), applets, config.flags(), _PASSWD, _GROUP)
+    key = recipe.digest(
+        "busybox", file_digest(binary), applets, config.flags(), _ETC_USERS, _ETC_GROUPS
+    )
 
     def build(work: Path, archive: Path) -> None:
         rootfs = work / "rootfs"
@@ -216,8 +218,8 @@ def busybox_image(progress: Progress = print) -> Image:
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to("/bin/busybox")
-        (rootfs / "etc" / "passwd").write_text(_PASSWD)
-        (rootfs / "etc" / "group").write_text(_GROUP)
+        (rootfs / "etc" / "passwd").write_text(_ETC_USERS)
+        (rootfs / "etc" / "group").write_text(_ETC_GROUPS)
         pack(rootfs, config, recipe.BUSYBOX_NAME, archive, work)
 
     return _cached(recipe.BUSYBOX_NAME, key, progress, build)
@@ -285,8 +287,11 @@ def product_image(repo_root: Path, progress: Progress = print) -> Image:
         storage = images_root() / "buildah"
         buildah = recipe.buildah_global(storage)
         run([*buildah, "pull", "--quiet", f"docker-archive:{base.archive}"])
-        run(recipe.buildah_bud_argv(storage, context, name, recipe.BASE_NAME, _build_mounts(work)))
-        run([*buildah, "push", "--quiet", name, f"docker-archive:{archive}:{name}"])
+        stored = recipe.normalise(name)
+        run(recipe.buildah_bud_argv(
+            storage, context, stored, recipe.BASE_NAME, _build_mounts(work)
+        ))
+        run([*buildah, "push", "--quiet", stored, f"docker-archive:{archive}:{name}"])
 
     return _cached(name, key, progress, build)
 
@@ -322,6 +327,7 @@ def pip_image(name: str, packages: Sequence[str], progress: Progress = print) ->
                     fixed = recipe.rewrite_shebang(text, "/usr/bin/python3")
                     if fixed is not None:
                         script.write_text(fixed, errors="surrogateescape")
-        add_layer(base.archive, target, recipe.PIP_TARGET, config, name, archive, work)
+        add_layer(base.archive, target, recipe.PIP_TARGET, config=config, name=name,
+                  archive=archive, work=work)
 
     return _cached(name, key, progress, build)

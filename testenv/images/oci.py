@@ -59,7 +59,7 @@ def pack(rootfs: Path, config: Config, name: str, archive: Path, work: Path) -> 
 
 
 def add_layer(
-    base: Path, source: Path, target: str, config: Config, name: str, archive: Path, work: Path
+    base: Path, source: Path, target: str, *, config: Config, name: str, archive: Path, work: Path
 ) -> None:
     """The image in ``base`` plus ``source`` at ``target`` in a new layer, as ``name``."""
     image = _layout(work)

@@ -67,7 +67,7 @@ def normalise(name: str) -> str:
     ``graceful-operator:0.1.0`` -> ``docker.io/library/graceful-operator:0.1.0``;
     a first component with a dot, a colon or ``localhost`` is a registry and is kept.
     """
-    first, slash, rest = name.partition("/")
+    first, slash, _ = name.partition("/")
     if not slash:
         path = f"docker.io/library/{name}"
     elif "." in first or ":" in first or first == "localhost":
@@ -218,7 +218,7 @@ def buildah_global(storage: Path) -> list[str]:
         "buildah",
         "--root", str(storage / "root"),
         "--runroot", str(storage / "run"),
-        "--storage-driver", "vfs",
+        "--storage-driver", "overlay",
     ]
 
 
