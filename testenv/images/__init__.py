@@ -17,6 +17,7 @@ from testenv.images.builders import (
     python_base_image,
 )
 from testenv.images.load import load, loaded
+from testenv.images.oci import unpack
 from testenv.images.recipe import BASE_NAME, BUSYBOX_NAME, PAUSE_NAME, normalise
 from testenv.images.tools import APT_PACKAGES, ImageError, Progress, images_root
 
@@ -37,4 +38,5 @@ __all__ = [
     "pip_image",
     "product_image",
     "python_base_image",
+    "unpack",
 ]

@@ -277,7 +277,7 @@ def product_image(repo_root: Path, progress: Progress = print) -> Image:
     if missing:
         raise ImageError(f"the build context in {repo_root} lacks {', '.join(missing)}")
     name = recipe.product_name(repo_root)
-    key = recipe.digest("product", name, base.key, recipe.context_digest(repo_root, files))
+    key = recipe.product_key(repo_root, base.key)
 
     def build(work: Path, archive: Path) -> None:
         context = work / "context"

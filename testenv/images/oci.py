@@ -9,6 +9,7 @@ the base without running anything inside it.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,3 +79,18 @@ def _finish(image: str, config: Config, name: str, archive: Path) -> None:
          "--history.created", _CREATED, *config.flags()])
     archive.unlink(missing_ok=True)
     run(["skopeo", "copy", "--quiet", f"oci:{image}", f"docker-archive:{archive}:{name}"])
+
+
+def unpack(archive: Path, rootfs: Path) -> None:
+    """The root file system of a docker archive, extracted to ``rootfs`` (to look inside).
+
+    ``rootfs`` must not exist; the OCI layout made on the way sits beside it
+    and is removed.
+    """
+    work = rootfs.with_name(rootfs.name + ".oci")
+    try:
+        image = _layout(work)
+        run(["skopeo", "copy", "--quiet", f"docker-archive:{archive}", f"oci:{image}"])
+        run(["umoci", "raw", "unpack", "--image", image, str(rootfs)])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -118,6 +118,12 @@ def context_digest(repo_root: Path, files: Iterable[Path]) -> str:
     return hasher.hexdigest()
 
 
+def product_key(repo_root: Path, base_key: str) -> str:
+    """The product image's key: its name, its base and every file of its build context."""
+    files = context_files(repo_root)
+    return digest("product", product_name(repo_root), base_key, context_digest(repo_root, files))
+
+
 def product_name(repo_root: Path) -> str:
     """``graceful-operator:<version in pyproject.toml>``, the name ``manifests/`` uses."""
     match = re.search(
