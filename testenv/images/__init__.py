@@ -16,7 +16,7 @@ from testenv.images.builders import (
     product_image,
     python_base_image,
 )
-from testenv.images.load import load, loaded
+from testenv.images.loader import load, loaded
 from testenv.images.oci import unpack
 from testenv.images.recipe import BASE_NAME, BUSYBOX_NAME, PAUSE_NAME, normalise
 from testenv.images.tools import APT_PACKAGES, ImageError, Progress, images_root

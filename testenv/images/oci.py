@@ -88,6 +88,7 @@ def unpack(archive: Path, rootfs: Path) -> None:
     and is removed.
     """
     work = rootfs.with_name(rootfs.name + ".oci")
+    work.mkdir(parents=True)
     try:
         image = _layout(work)
         run(["skopeo", "copy", "--quiet", f"docker-archive:{archive}", f"oci:{image}"])

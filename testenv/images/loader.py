@@ -37,6 +37,8 @@ def load(
     snapshotter: str = "overlayfs",
 ) -> None:
     """Import each image into the containerd at ``address`` unless it is already there."""
+    if not address.is_socket():
+        raise ImageError(f"no containerd socket at {address} (is it running?)")
     try:
         present = loaded(address=address, ctr=ctr, namespace=namespace)
     except ImageError as error:
