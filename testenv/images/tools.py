@@ -34,8 +34,8 @@ PACKAGES: Mapping[str, str] = {
 }
 #: What ``scripts/bootstrap`` installs so that every image here builds and loads.
 APT_PACKAGES = (
-    "debootstrap", "umoci", "skopeo", "buildah", "busybox-static", "containerd",
-    "gcc", "libc6-dev",
+    "debootstrap", "debian-archive-keyring", "umoci", "skopeo", "buildah", "busybox-static",
+    "containerd", "gcc", "libc6-dev",
 )
 _TAIL_LINES = 30
 

@@ -355,3 +355,8 @@ def test_old_archives_of_an_image_are_pruned(monkeypatch: pytest.MonkeyPatch,
     alive = [image for image in made if image.archive.exists()]
     assert len(alive) == keep and made[-1] in alive
     assert other.archive.exists()
+
+
+def test_the_apt_list_covers_every_tool() -> None:
+    assert set(tools.PACKAGES.values()) <= set(tools.APT_PACKAGES)
+    assert "libc6-dev" in tools.APT_PACKAGES, "gcc -static needs the static libc"
