@@ -62,8 +62,15 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a command to pass through (`graceful cluster
+    # exec -- kubectl get pods -A`); argparse would read its flags as ours.
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.passthrough = passthrough
     unavailable = getattr(args, "_unavailable", None)
     if unavailable:
         print(f"graceful: {unavailable}", file=sys.stderr)

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ class Binaries:
     kube_apiserver: Path
     kube_controller_manager: Path
     kubectl: Path
+    kube_scheduler: Path | None = None
+    kubelet: Path | None = None
+    kube_proxy: Path | None = None
 
 
 def cache_root() -> Path:
@@ -212,20 +216,26 @@ def find_kubectl(progress: Progress = print) -> Path:
     return build(KUBECTL, progress)
 
 
-def ensure_binaries(progress: Progress = print) -> Binaries:
-    """Build (once per machine) and return every binary the control plane needs."""
+def ensure_binaries(progress: Progress = print, *, node: bool = False) -> Binaries:
+    """Build (once per machine) and return every binary the control plane needs.
+
+    ``node=True`` adds kube-scheduler, kubelet and kube-proxy.
+    """
     return Binaries(
         etcd=build(ETCD, progress),
         kube_apiserver=build(KUBE_APISERVER, progress),
         kube_controller_manager=build(KUBE_CONTROLLER_MANAGER, progress),
         kubectl=find_kubectl(progress),
+        kube_scheduler=build(KUBE_SCHEDULER, progress) if node else None,
+        kubelet=build(KUBELET, progress) if node else None,
+        kube_proxy=build(KUBE_PROXY, progress) if node else None,
     )
 
 
 def main() -> int:
     """``python -m testenv``: build everything, print the paths."""
     started = dt.datetime.now(dt.UTC)
-    binaries = ensure_binaries()
+    binaries = ensure_binaries(node="--node" in sys.argv[1:])
     for name, path in vars(binaries).items():
         print(f"{name}: {path}")
     print(f"ready in {(dt.datetime.now(dt.UTC) - started).total_seconds():.1f}s")

@@ -5,10 +5,13 @@ the API server (CRD schema and CEL validation, the admission chain calling the
 webhook over TLS, watches, status subresources, RBAC). A fake would test our
 beliefs about Kubernetes instead of Kubernetes.
 
-Why no kubelet: there is no container runtime on CI machines, and none is
-needed. kube-controller-manager turns Deployments into ReplicaSets and Pods, so
-Pods exist as API objects (Pending), which is everything admission and audit
-look at.
+Without a node (the default) there is no kubelet: kube-controller-manager
+turns Deployments into ReplicaSets and Pods, so Pods exist as API objects
+(Pending), which is everything admission and audit look at, and nothing needs
+root. With ``node=True`` the cluster also gets kube-scheduler, containerd, CNI,
+kube-proxy and a kubelet (:mod:`testenv.node`), all inside a network
+namespace of its own (:mod:`testenv.netns`) that the calling process must
+already have entered; Pods then really run, and really stop.
 
 Every cluster lives in its own temporary directory (certificates, etcd data,
 logs, kubeconfig) with ports chosen at start, so several clusters can run at
@@ -20,21 +23,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testenv import kubeconfig as kubeconfigs
-from testenv import pki
+from testenv import netns, pki
 from testenv.build import Binaries, Progress, ensure_binaries
+from testenv.netns import NODE_IP, SERVICE_CIDR
+from testenv.node import Image, Node, NodeError, load_images
 from testenv.ports import free_port, is_listening
 from testenv.process import Component, ComponentError, stop_together
 
-SERVICE_CIDR = "10.0.0.0/24"
+#: The ``kubernetes`` Service's ClusterIP: the first address of SERVICE_CIDR.
+KUBERNETES_SERVICE_IP = "10.0.0.1"
 #: The controllers a workload needs, and nothing that needs a kubelet or a cloud.
 CONTROLLERS = (
     "deployment-controller",
@@ -48,6 +55,22 @@ CONTROLLERS = (
     # admin/edit/view are aggregated ClusterRoles: without this they grant nothing.
     "clusterrole-aggregation-controller",
 )
+#: What a node needs on top: the not-ready taint lifted (node-lifecycle), the CA
+#: every service-account token volume mounts (root-ca publisher), Service
+#: endpoints, finished Pods collected, PodDisruptionBudgets, Jobs and CronJobs.
+NODE_CONTROLLERS = (
+    "node-lifecycle-controller",
+    "root-ca-certificate-publisher-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "pod-garbage-collector-controller",
+    "ttl-controller",
+    "disruption-controller",
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+)
 ADMISSION_PLUGINS = (
     "NamespaceLifecycle",
     "LimitRanger",
@@ -58,6 +81,8 @@ ADMISSION_PLUGINS = (
     "ValidatingAdmissionWebhook",
     "ValidatingAdmissionPolicy",
 )
+#: With a node, kubelets may change only their own Node and Pods.
+NODE_ADMISSION_PLUGINS = ("NodeRestriction",)
 _BIND_FAILURE_HINTS = ("address already in use", "bind: ")
 _START_ATTEMPTS = 3
 
@@ -72,14 +97,17 @@ class Ports:
     etcd_peer: int
     apiserver: int
     controller_manager: int
+    scheduler: int = 0
+    kubelet_healthz: int = 0
+    proxy_healthz: int = 0
+    proxy_metrics: int = 0
 
     @classmethod
     def choose(cls) -> Ports:
         chosen: set[int] = set()
-        while len(chosen) < 4:
+        while len(chosen) < 8:
             chosen.add(free_port())
-        a, b, c, d = sorted(chosen)
-        return cls(a, b, c, d)
+        return cls(*sorted(chosen))
 
 
 @dataclass
@@ -98,6 +126,12 @@ class ControlPlane:
     progress: Progress = field(default=lambda _msg: None)
     root: Path = field(default_factory=Path)
     components: dict[str, Component] = field(default_factory=dict)
+    #: Start a node too; the calling thread must be inside network namespace ``netns``.
+    node: bool = False
+    netns: str | None = None
+    #: Loaded into the node's containerd before kubelet starts (the sandbox image first).
+    images: Sequence[Image] = ()
+    node_part: Node | None = None
 
     # -- paths ---------------------------------------------------------------
 
@@ -112,6 +146,10 @@ class ControlPlane:
         return f"https://127.0.0.1:{self.ports.apiserver}"
 
     @property
+    def node_name(self) -> str:
+        return f"{self.name}-node"
+
+    @property
     def pki_dir(self) -> Path:
         return self.root / "pki"
 
@@ -123,8 +161,12 @@ class ControlPlane:
 
     def start(self, timeout: float = 90.0) -> ControlPlane:
         """Start every component and wait until the cluster can run workloads."""
-        binaries = self.binaries or ensure_binaries(self.progress)
+        if self.node:  # loading images and starting a kubelet on a loaded machine take longer
+            timeout = max(timeout, 300.0)
+        binaries = self.binaries or ensure_binaries(self.progress, node=self.node)
         self.binaries = binaries
+        if self.node:
+            self._check_node_prerequisites()
         fixed_ports = self.ports is not None
         for attempt in range(1, _START_ATTEMPTS + 1):
             if not fixed_ports:
@@ -156,11 +198,79 @@ class ControlPlane:
         self.progress("starting kube-controller-manager")
         self._launch("kube-controller-manager", self._controller_manager_argv())
         self._wait(deadline, "kube-controller-manager", self._controllers_working)
+        if self.node:
+            self._start_node(deadline)
+
+    def _check_node_prerequisites(self) -> None:
+        if os.geteuid() != 0:
+            raise NodeError("a cluster with a node needs root (containerd, kubelet, mounts)")
+        if self.netns is None or not netns.current_is(self.netns):
+            raise NodeError(
+                f"a cluster with a node must be started from inside its network namespace "
+                f"({self.netns!r}); create it with testenv.netns.NetworkNamespace.create() "
+                "and enter() it first")
+        missing = [tool for tool in ("containerd", "containerd-shim-runc-v2", "runc", "ctr",
+                                     "iptables", "nsenter", "unshare")
+                   if shutil.which(tool) is None]
+        if not Path("/usr/lib/cni/bridge").exists():
+            missing.append("/usr/lib/cni/bridge")
+        if missing:
+            raise NodeError(
+                f"the node needs {', '.join(missing)}: apt-get install -y containerd runc "
+                "containernetworking-plugins iptables util-linux (./scripts/bootstrap does it)")
+
+    def _start_node(self, deadline: float) -> None:
+        assert self.ports is not None and self.binaries is not None
+        assert self.binaries.kubelet is not None and self.binaries.kube_proxy is not None
+        assert self.binaries.kube_scheduler is not None
+        node = Node(root=self.root, name=self.node_name)
+        self.node_part = node
+        node.prepare(
+            ca_file=self.ca_file, serving_cert=self.pki_dir / "kubelet-serving.crt",
+            serving_key=self.pki_dir / "kubelet-serving.key",
+            node_kubeconfig=self.root / "kubelet.kubeconfig",
+            proxy_kubeconfig=self.root / "kube-proxy.kubeconfig",
+            healthz_port=self.ports.kubelet_healthz,
+            proxy_ports=(self.ports.proxy_healthz, self.ports.proxy_metrics),
+        )
+        self.progress("starting kube-scheduler")
+        self._launch("kube-scheduler", self._scheduler_argv())
+        self.progress("starting containerd")
+        node.start_containerd(self._launch)
+        self._wait(deadline, "containerd", node.containerd_ready)
+        if self.images:
+            self.progress(f"loading {len(self.images)} images into containerd")
+            load_images(self.images, node)
+        self.progress("starting kube-proxy")
+        node.start_kube_proxy(self._launch, self.binaries.kube_proxy)
+        self.progress("starting kubelet")
+        node.start_kubelet(self._launch, self.binaries.kubelet)
+        self._wait(deadline, "kubelet", self._node_ready)
+
+    def _node_ready(self) -> bool:
+        """The Node is Ready and node-lifecycle-controller has lifted its not-ready taint."""
+        found = self._client().get_json(f"/api/v1/nodes/{self.node_name}")
+        if found is None:
+            return False
+        conditions = {c.get("type"): c.get("status")
+                      for c in found.get("status", {}).get("conditions", [])}
+        taints = [t.get("key") for t in found.get("spec", {}).get("taints", []) or []]
+        return conditions.get("Ready") == "True" and not any(
+            str(key).startswith("node.kubernetes.io/") for key in taints)
 
     def stop(self) -> None:
         """Stop the components (reverse order) and remove the cluster's directory."""
         # Clients of etcd first (together), etcd last, so nothing logs a lost backend.
         clients = [c for name, c in self.components.items() if name != "etcd"]
+        if self.node_part is not None or self.node:
+            node = self.node_part or Node(root=self.root, name=self.node_name)
+            for name in ("containerd", "kubelet", "kube-proxy"):
+                if name in self.components:
+                    node.components[name] = self.components[name]
+            clients = [c for c in clients if c not in node.components.values()]
+            node.stop(others=clients)
+            clients = []
+            self.node_part = None
         stop_together(clients)
         if "etcd" in self.components:
             self.components["etcd"].stop()
@@ -187,7 +297,7 @@ class ControlPlane:
 
     # -- internals -----------------------------------------------------------
 
-    def _launch(self, name: str, argv: list[str]) -> None:
+    def _launch(self, name: str, argv: list[str]) -> Component:
         component = Component(
             name=name,
             argv=argv,
@@ -197,6 +307,7 @@ class ControlPlane:
         )
         component.start()
         self.components[name] = component
+        return component
 
     def _wait(self, deadline: float, name: str, ready: Any) -> None:
         component = self.components[name]
@@ -218,10 +329,12 @@ class ControlPlane:
         ca = pki.CertificateAuthority.create(f"graceful-{self.name}-ca")
         self.pki_dir.mkdir(parents=True, exist_ok=True)
         self.ca_file.write_bytes(ca.cert_pem)
+        node_hosts = [NODE_IP] if self.node else []
         ca.issue(
             "kube-apiserver",
-            hosts=["127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
-                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+            hosts=["127.0.0.1", "localhost", KUBERNETES_SERVICE_IP, *node_hosts, "kubernetes",
+                   "kubernetes.default", "kubernetes.default.svc",
+                   "kubernetes.default.svc.cluster.local"],
             server=True,
         ).write(self.pki_dir, "apiserver")
         admin = ca.issue("graceful-admin", organizations=["system:masters"], client=True)
@@ -240,6 +353,28 @@ class ControlPlane:
             cert_pem=kcm.cert_pem, key_pem=kcm.key_pem, user="system:kube-controller-manager",
         ))
         kcm_config.chmod(0o600)
+        if self.node:
+            self._write_node_pki(ca)
+
+    def _write_node_pki(self, ca: pki.CertificateAuthority) -> None:
+        """Identities of a node: kubelet (serving and as ``system:node:NAME``), the
+        scheduler, kube-proxy, and the API server's client for kubelet's API."""
+        ca.issue("kube-apiserver-kubelet-client", organizations=["system:masters"],
+                 client=True).write(self.pki_dir, "apiserver-kubelet-client")
+        ca.issue(self.node_name, hosts=[NODE_IP, self.node_name], server=True).write(
+            self.pki_dir, "kubelet-serving")
+        for stem, user, groups in (
+            ("kubelet", f"system:node:{self.node_name}", ["system:nodes"]),
+            ("kube-scheduler", "system:kube-scheduler", []),
+            ("kube-proxy", "system:kube-proxy", []),
+        ):
+            pair = ca.issue(user, organizations=groups, client=True)
+            path = self.root / f"{stem}.kubeconfig"
+            path.write_text(kubeconfigs.render(
+                name=f"graceful-{self.name}", server=self.server, ca_pem=ca.cert_pem,
+                cert_pem=pair.cert_pem, key_pem=pair.key_pem, user=user,
+            ))
+            path.chmod(0o600)
 
     def _client(self) -> kubeconfigs.ApiClient:
         return kubeconfigs.ApiClient(
@@ -270,11 +405,31 @@ class ControlPlane:
     def _apiserver_argv(self) -> list[str]:
         assert self.ports is not None and self.binaries is not None
         p = self.pki_dir
+        plugins = ADMISSION_PLUGINS + (NODE_ADMISSION_PLUGINS if self.node else ())
+        if self.node:
+            # Pods reach the API server through the `kubernetes` Service, whose
+            # endpoint is the advertised node IP; kubectl logs/exec reach kubelet.
+            reachable = [
+                "--bind-address=0.0.0.0",
+                f"--advertise-address={NODE_IP}",
+                "--authorization-mode=Node,RBAC",
+                "--endpoint-reconciler-type=lease",
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={self.ca_file}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+        else:
+            reachable = [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--authorization-mode=RBAC",
+                "--endpoint-reconciler-type=none",
+            ]
         return [
             str(self.binaries.kube_apiserver),
             f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *reachable,
             f"--secure-port={self.ports.apiserver}",
             f"--cert-dir={self.root / 'apiserver'}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
@@ -284,10 +439,8 @@ class ControlPlane:
             f"--service-account-signing-key-file={p / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC",
-            f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
+            f"--enable-admission-plugins={','.join(plugins)}",
             "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",
             "--profiling=false",
         ]
 
@@ -300,7 +453,7 @@ class ControlPlane:
         return [
             str(self.binaries.kube_controller_manager),
             f"--kubeconfig={self.root / 'kube-controller-manager.kubeconfig'}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self.node else ()))}",
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
             f"--root-ca-file={self.ca_file}",
@@ -310,6 +463,21 @@ class ControlPlane:
             f"--cert-dir={self.root / 'controller-manager'}",
             "--kube-api-qps=200",
             "--kube-api-burst=400",
+        ]
+
+    def _scheduler_argv(self) -> list[str]:
+        assert self.ports is not None and self.binaries is not None
+        assert self.binaries.kube_scheduler is not None
+        kubeconfig = self.root / "kube-scheduler.kubeconfig"
+        return [
+            str(self.binaries.kube_scheduler),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports.scheduler}",
+            f"--cert-dir={self.root / 'scheduler'}",
         ]
 
     def _controllers_working(self) -> bool:
@@ -329,12 +497,15 @@ class ControlPlane:
             "ports": vars(self.ports),
             "components": {n: {"pid": c.pid, "log": str(c.log)}
                            for n, c in self.components.items()},
+            "node": self.node,
+            "netns": self.netns,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ControlPlane:
         plane = cls(name=state["name"], ports=Ports(**state["ports"]), tied_to_parent=False,
-                    root=Path(state["root"]))
+                    root=Path(state["root"]), node=bool(state.get("node")),
+                    netns=state.get("netns"))
         for name, info in state["components"].items():
             plane.components[name] = Component(
                 name=name, argv=(), log=Path(info["log"]), marker=state["root"],

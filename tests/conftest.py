@@ -9,12 +9,21 @@ Backends, chosen once per session:
 - ``GRACEFUL_TEST_BACKEND=kind``: a cluster from pytest-kind, where installed.
 
 Each test that asks for ``namespace`` gets a fresh namespace, deleted after.
+
+Tests marked ``node`` run on a cluster with a real node (``node_cluster``):
+kubelet, containerd, CNI and kube-proxy in a network namespace of its own.
+When such tests are collected, the session builds the node's images (they
+need the package registries, so first), then moves this process into a new
+network namespace before any test runs, so that every test, every cluster
+and every process they start share it; it is removed at the end. The node
+needs root: without it the node tests fail with that reason, never skip.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +33,11 @@ import pytest
 
 from testenv import ControlPlane
 from testenv.build import find_kubectl
+from testenv.netns import NetworkNamespace
+
+_NODE_NETNS = pytest.StashKey[NetworkNamespace]()
+_NODE_IMAGES = pytest.StashKey[list[object]]()
+_NODE_ERROR = pytest.StashKey[str]()
 
 
 @dataclass
@@ -56,6 +70,66 @@ def _server_of(kubeconfig: Path) -> str:
     return out.stdout.strip()
 
 
+def _external_backend() -> bool:
+    return bool(os.environ.get("GRACEFUL_TEST_KUBECONFIG")) or (
+        os.environ.get("GRACEFUL_TEST_BACKEND") == "kind")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Prepare the node (images, network namespace) once, if a node test was collected."""
+    if not any(item.get_closest_marker("node") for item in session.items):
+        return
+    stash = session.config.stash
+    if _external_backend():
+        stash[_NODE_ERROR] = ("node tests run on the local node only; unset "
+                              "GRACEFUL_TEST_KUBECONFIG / GRACEFUL_TEST_BACKEND or deselect "
+                              "them with -m 'not node'")
+        return
+    if os.geteuid() != 0:
+        stash[_NODE_ERROR] = "node tests need root (containerd, kubelet, network namespaces)"
+        return
+    if threading.active_count() != 1:
+        stash[_NODE_ERROR] = "a thread started before the node's network namespace was entered"
+        return
+    from testenv.nodecluster import enter_new_netns, node_images  # noqa: PLC0415
+
+    try:
+        stash[_NODE_IMAGES] = node_images(lambda msg: print(f"node images: {msg}", flush=True))
+        stash[_NODE_NETNS] = enter_new_netns(f"graceful-pytest-{os.getpid()}")
+    except Exception as exc:  # reported by the node fixture, so every node test fails with it
+        stash[_NODE_ERROR] = f"could not prepare the node: {exc}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    namespace = config.stash.get(_NODE_NETNS, None)
+    if namespace is not None:
+        namespace.delete()
+
+
+@pytest.fixture(scope="session")
+def node_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A cluster with one real node, shared by the session's node tests."""
+    stash = request.config.stash
+    error = stash.get(_NODE_ERROR, None)
+    if error is not None:
+        pytest.fail(error)
+    if _NODE_NETNS not in stash:
+        pytest.fail("node_cluster is for tests marked `node` (@pytest.mark.node)")
+    plane = ControlPlane(name="pytest-node", node=True, netns=stash[_NODE_NETNS].name,
+                         images=stash[_NODE_IMAGES])  # type: ignore[arg-type]
+    plane.start()
+    try:
+        yield Cluster(kubeconfig=plane.kubeconfig, server=plane.server, plane=plane)
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def node_kubectl(node_cluster: Cluster) -> Kubectl:
+    """kubectl against the node cluster."""
+    return _kubectl_for(node_cluster)
+
+
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     existing = os.environ.get("GRACEFUL_TEST_KUBECONFIG")
@@ -80,6 +154,10 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def kubectl(cluster: Cluster) -> Kubectl:
     """Run kubectl against the test cluster, the way a user would."""
+    return _kubectl_for(cluster)
+
+
+def _kubectl_for(cluster: Cluster) -> Kubectl:
     binary = str(find_kubectl())
 
     def run(*args: str, input: str | None = None, check: bool = True,

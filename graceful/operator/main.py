@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -109,6 +109,10 @@ def start(settings: OperatorSettings, kubeconfig: str | None) -> int:
         registry=registry,
         settings=kopf_settings(),
         standalone=True,
+        # kopf would otherwise derive an identity from getpass.getuser(), which raises
+        # for a numeric user with no passwd entry (the image runs as 65532).
+        # (kopf types it as its own NewType of str, which it does not export.)
+        identity=cast(Any, settings.identity),
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=settings.liveness_endpoint,
