@@ -251,7 +251,10 @@ class _Planner:
         new = effective
         if effective < target or self.spec.user_values == "Overwrite":
             new = target
-        elif effective > target and current is not None:
+        elif effective > target and effective != KUBERNETES_DEFAULT_GRACE_SECONDS:
+            # The API server writes 30 s into every pod template that sets nothing, before
+            # the webhook sees it: 30 cannot be told from "unset", and "kept" would name a
+            # choice nobody made. Only another value is the user's own, worth a warning.
             self.warnings.append(warning(
                 f"kept terminationGracePeriodSeconds {effective}s above budget {target}s"))
         if new != effective:

@@ -139,3 +139,15 @@ def test_policy_container_missing_from_the_pod_is_a_warning() -> None:
     assert any("'web' not in the pod" in w for w in decision.warnings)
     assert decision.plan is not None and decision.plan.containers == ()
     assert decision.plan.untouched == ("app",)
+
+
+def test_the_api_servers_default_grace_period_is_not_said_to_be_kept() -> None:
+    """The API server stores 30 s in every template that sets nothing: nobody chose it."""
+    short = policy(gracefulTimeoutSeconds=5)  # budget 5 + 5 + 5 = 15 s
+    defaulted = evaluate(pod({"name": "app", "lifecycle": {"preStop": {"sleep": {
+        "seconds": 5}}}}, terminationGracePeriodSeconds=30), [short])
+    assert defaulted.patch == [] and defaulted.findings == []
+    assert not [w for w in defaulted.warnings if "kept" in w], defaulted.warnings
+    chosen = evaluate(pod({"name": "app", "lifecycle": {"preStop": {"sleep": {
+        "seconds": 5}}}}, terminationGracePeriodSeconds=45), [short])
+    assert "graceful: kept terminationGracePeriodSeconds 45s above budget 15s" in chosen.warnings
