@@ -231,13 +231,21 @@ class Reflector:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the loop to end, interrupt a blocked watch, and wait for the thread."""
+    def request_stop(self) -> None:
+        """Ask the loop to end and interrupt a blocked watch; returns at once.
+
+        Safe in a signal handler: the webhook calls it on SIGTERM, before the
+        server drains, so the watch is gone before the last line is logged.
+        """
         self._stop.set()
         try:
             self.api.interrupt()
         except Exception:  # stopping must not fail
             log.debug("interrupting the watch failed", exc_info=True)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """:meth:`request_stop`, then wait for the thread."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -263,9 +271,13 @@ class Reflector:
                 log.info("policy watch: resourceVersion %s is gone; relisting", version)
                 version = None
             except Exception as exc:
+                if self._stop.is_set():  # the interrupted watch of a stop: not a failure
+                    log.debug("policy watch ended by stop: %s", _short(exc))
+                    break
                 delay = self.backoff.next()
                 log.warning("policy watch failed (%s); retrying in %.1fs", _short(exc), delay)
                 self._stop.wait(delay)
+        log.info("policy watch stopped")
 
     def _watch(self, version: str) -> tuple[str, int]:
         """Apply events until the stream ends; returns the last version seen and a count."""

@@ -88,14 +88,18 @@ def run(args: argparse.Namespace) -> int:
     raise_open_files_limit()  # slow clients hold descriptors until their deadlines
     cache = PolicyCache()
     reflector = Reflector(cache, KubernetesPolicyApi(api_client)).start()
+    # SIGTERM stops the policy watch first: nothing it could still log (a retry of the
+    # interrupted watch) may come after the server's last line.
     server = WebhookServer(create_app(cache, settings=settings), certificate, sock,
                            reload_interval=settings.cert_reload_seconds,
-                           header_timeout=settings.header_timeout_seconds)
+                           header_timeout=settings.header_timeout_seconds,
+                           on_exit=reflector.request_stop)
     print(f"graceful webhook: serving {server.url}/mutate", file=sys.stderr, flush=True)
     try:
         server.run()
     finally:
         reflector.stop()
+    log.info("graceful webhook stopped")
     return 0
 
 
