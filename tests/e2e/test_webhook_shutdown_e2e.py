@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graceful.testenv.pki import CertificateAuthority
+from testenv.pki import CertificateAuthority
 from tests.conftest import Cluster, Kubectl
 
 pytestmark = pytest.mark.e2e
