@@ -34,6 +34,7 @@ from graceful.core.policy import (
     PolicySpec,
     PolicyStatus,
     Readiness,
+    invalid_policy_message,
 )
 from graceful.core.report import WorkloadResult, summarize
 from graceful.core.selection import selector_matches
@@ -74,6 +75,7 @@ __all__ = [
     "WorkloadResult",
     "escape",
     "evaluate",
+    "invalid_policy_message",
     "parse_seconds",
     "selector_matches",
     "stale_pods",

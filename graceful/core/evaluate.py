@@ -33,7 +33,7 @@ from graceful.core.podspec import (
     labels_of,
     read_pod_spec,
 )
-from graceful.core.policy import GracefulPolicy, PolicySpec
+from graceful.core.policy import GracefulPolicy, PolicySpec, invalid_policy_message
 from graceful.core.selection import select
 
 
@@ -62,8 +62,13 @@ class Decision:
         return self.opted_in and self.policy is not None and not self.findings
 
 
-def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Decision:
+def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
+             invalid: Mapping[str, str] | None = None) -> Decision:
     """Decide the shutdown settings of ``obj`` under the policies of its namespace.
+
+    ``invalid`` maps the names of the namespace's policies that exist but cannot
+    be used to their :class:`PolicyError` text, so that a workload naming one is
+    told it is invalid and why, not that it is missing.
 
     Never raises on a malformed object: it returns a decision with a warning
     (and, when the object opted in, an ``UnreadableWorkload`` finding).
@@ -78,11 +83,7 @@ def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Deci
         return Decision(opted_in=False)
     name = selection.policy_name or ""
     if selection.policy is None:
-        return Decision(
-            opted_in=True, policy_name=name,
-            warnings=[warning(f"policy {clip(name)!r} not found")],
-            findings=[Finding(FindingCode.PolicyNotFound, f"policy {clip(name)!r} not found")],
-        )
+        return _unusable(name, (invalid or {}).get(name))
     try:
         return _Planner(obj, annotations, selection.policy).decide()
     except UnreadableObject as exc:
@@ -91,6 +92,17 @@ def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Deci
             warnings=[warning(f"cannot read {exc}; not mutated")],
             findings=[Finding(FindingCode.UnreadableWorkload, f"cannot read {exc}")],
         )
+
+
+def _unusable(name: str, error: str | None) -> Decision:
+    """The decision for an annotation naming a policy that is missing, or there but invalid."""
+    if error is None:
+        code, message = FindingCode.PolicyNotFound, f"policy {clip(name)!r} not found"
+    else:
+        code = FindingCode.PolicyInvalid
+        message = f"policy {clip(name)!r} is invalid: {invalid_policy_message(error)}"
+    return Decision(opted_in=True, policy_name=name, warnings=[warning(message)],
+                    findings=[Finding(code, message)])
 
 
 def _whole(value: Any, default: int, where: Pointer) -> int:
@@ -251,7 +263,10 @@ class _Planner:
         new = effective
         if effective < target or self.spec.user_values == "Overwrite":
             new = target
-        elif effective > target and current is not None:
+        elif effective > target and effective != KUBERNETES_DEFAULT_GRACE_SECONDS:
+            # The API server writes 30 s into every pod template that sets nothing, before
+            # the webhook sees it: 30 cannot be told from "unset", and "kept" would name a
+            # choice nobody made. Only another value is the user's own, worth a warning.
             self.warnings.append(warning(
                 f"kept terminationGracePeriodSeconds {effective}s above budget {target}s"))
         if new != effective:

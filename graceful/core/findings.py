@@ -31,6 +31,8 @@ class FindingCode(StrEnum):
     BudgetCapped = "BudgetCapped"
     #: The ``graceful.io/policy`` annotation names a policy that does not exist.
     PolicyNotFound = "PolicyNotFound"
+    #: The annotation names a policy that exists but cannot be used (its status says why).
+    PolicyInvalid = "PolicyInvalid"
     #: Running Pods predate the workload's compliant spec (reported by the operator).
     StalePods = "StalePods"
     #: The object is not a shape the engine can read (e.g. ``containers`` is not a list).

@@ -46,6 +46,20 @@ class PolicyError(ValueError):
     """A policy object that cannot be used; the message names the offending field."""
 
 
+#: Longest message an invalid policy's Ready condition carries.
+INVALID_MESSAGE_LIMIT = 1024
+
+
+def invalid_policy_message(error: str) -> str:
+    """Why a policy cannot be used (a :class:`PolicyError`'s text), on one line.
+
+    The operator writes it into the policy's ``Ready`` condition, and a workload
+    that names the policy is told the same words (``evaluate(..., invalid=...)``):
+    one function, so the two places never explain it differently.
+    """
+    return " ".join(error.split())[:INVALID_MESSAGE_LIMIT] or "invalid policy"
+
+
 class LabelSelectorRequirement(BaseModel):
     """One ``matchExpressions`` entry of a metav1.LabelSelector."""
 

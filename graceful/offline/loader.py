@@ -5,10 +5,18 @@ documents per file (``---``), ``kind: List`` (``kubectl get -o yaml``), JSON,
 and directories of all of these. Anything that is not a Kubernetes object is
 an input error (exit code 2), reported in one line naming the file and the
 document, because a CI check that silently skips a file is worse than none.
+
+Helm charts are the one input that is almost YAML: a template (``{{ ... }}``)
+is only a manifest once Helm has rendered it, and a parser error on line 7 does
+not say so. A chart directory, or a file that fails to parse and holds template
+syntax, is reported as such, with the command that renders it. A file that
+parses is never second-guessed: rendered output legitimately carries ``{{``
+in strings (alerting rules in a ConfigMap, for one).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +30,9 @@ from graceful.core import KIND, WORKLOAD_KINDS, GracefulPolicy, PolicyError
 #: File names read when a directory is given (recursively, in sorted order).
 SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
+#: What to do with a Helm chart or template, said in every error about one.
+RENDER_FIRST = "render it first: helm template RELEASE CHART | graceful audit -f -"
+_TEMPLATE = re.compile(r"\{\{.*?\}\}")
 
 
 class InputError(ValueError):
@@ -58,6 +69,8 @@ class Document:
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
+        if (path / "Chart.yaml").is_file():
+            raise InputError(f"{path}: a Helm chart, not manifests; {RENDER_FIRST}")
         found = sorted(p for p in path.rglob("*")
                        if p.is_file() and p.suffix in SUFFIXES
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
@@ -73,6 +86,10 @@ def _documents(label: str, stream: IO[str] | str) -> Iterator[Document]:
     try:
         loaded = list(yaml.safe_load_all(stream))
     except yaml.YAMLError as exc:
+        template = _template_line(stream if isinstance(stream, str) else "")
+        if template is not None:
+            raise InputError(f"{label}: line {template}: Helm template syntax ({{{{ ... }}}});"
+                             f" {RENDER_FIRST}") from None
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
@@ -85,6 +102,14 @@ def _documents(label: str, stream: IO[str] | str) -> Iterator[Document]:
         if item is None:  # an empty document, e.g. a trailing '---'
             continue
         yield from _objects(where, item)
+
+
+def _template_line(text: str) -> int | None:
+    """The first line (from 1) holding a Go template action, or None."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if _TEMPLATE.search(line):
+            return number
+    return None
 
 
 def _objects(where: str, item: Any) -> Iterator[Document]:

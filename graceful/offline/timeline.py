@@ -135,8 +135,12 @@ def draw(t: Timings, width: int = 72, indent: str = "  ") -> list[str]:
     if t.readiness_window is not None:
         ready_end = max(column_of(min(t.readiness_window, last)), 2)
         window = "[" + "~" * max(ready_end - 2, 0) + "]"
-        fits = ("fits in the preStop sleep" if t.readiness_window <= t.sigterm
-                else "longer than the preStop sleep")
+        if t.sigterm == 0:  # name no preStop sleep the pod does not have
+            fits = "no preStop hook: SIGTERM comes at once, while the pod may still get traffic"
+        elif t.readiness_window <= t.sigterm:
+            fits = "fits in the preStop sleep"
+        else:
+            fits = "longer than the preStop sleep"
         lines.append(indent + f"{window} readiness window {t.readiness_window}s ({fits})")
     return lines
 
@@ -145,8 +149,8 @@ def verdict(t: Timings) -> str:
     """One line: does SIGKILL come after the drain?"""
     needed = t.needed
     if needed is None:
-        return (f"the app's graceful timeout is unknown: SIGKILL comes {t.grace}s after the"
-                " preStop starts")
+        start = "the preStop starts" if t.sigterm else "SIGTERM"
+        return f"the app's graceful timeout is unknown: SIGKILL comes {t.grace}s after {start}"
     if t.grace >= needed:
         return f"ok: SIGKILL at {t.grace}s comes after the drain ends ({needed}s needed)"
     if t.sigterm + (t.timeout or 0) > t.grace:

@@ -31,6 +31,7 @@ from graceful.core import (
     PolicyError,
     WorkloadResult,
     evaluate,
+    invalid_policy_message,
     stale_pods,
     summarize,
 )
@@ -117,9 +118,13 @@ def stale_finding(names: Sequence[str]) -> Finding:
 
 
 def audit_workload(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
-                   pods: Iterable[Mapping[str, Any]]) -> WorkloadAudit:
-    """Evaluate one workload projection with its namespace's policies and its Pods."""
-    decision = evaluate(obj, policies)
+                   pods: Iterable[Mapping[str, Any]],
+                   invalid: Mapping[str, str] | None = None) -> WorkloadAudit:
+    """Evaluate one workload projection with its namespace's policies and its Pods.
+
+    ``invalid``: the namespace's unusable policies, name to error (see ``evaluate``).
+    """
+    decision = evaluate(obj, policies, invalid)
     findings = list(decision.findings)
     if decision.compliant:
         stale = stale_pods(decision, pods)
@@ -158,7 +163,9 @@ class AuditCache:
                         ) -> list[WorkloadAudit]:
         """Audit every workload of ``namespace``; forget the ones that are gone."""
         usable = [p.policy for p in policies if p.policy is not None]
-        fingerprint = tuple(p.fingerprint for p in policies if p.policy is not None)
+        invalid = {p.name: p.error or "" for p in policies if p.policy is None}
+        # every policy, the invalid ones too: an edit of one changes what its workloads are told
+        fingerprint = tuple(p.fingerprint for p in policies)
         audits = []
         seen = set()
         for obj in workloads:
@@ -170,7 +177,7 @@ class AuditCache:
                     and cached.obj == obj and cached.pods == owned):
                 audits.append(cached.audit)
                 continue
-            audit = audit_workload(obj, usable, owned)
+            audit = audit_workload(obj, usable, owned, invalid)
             self.evaluations += 1
             self._entries[key] = _Cached(obj, fingerprint, owned, audit)
             audits.append(audit)
@@ -206,8 +213,11 @@ def invalid_status(entry: PolicyEntry, now: datetime) -> dict[str, Any]:
         "conditions": [{
             "type": "Ready", "status": "False", "observedGeneration": entry.generation,
             "lastTransitionTime": since, "reason": "InvalidPolicy",
-            "message": (entry.error or "invalid policy")[:1024],
+            "message": invalid_policy_message(entry.error or ""),
         }],
+        # null in the merge patch: the GRACE column of a policy that was valid must not
+        # keep showing a grace period nothing computes any more
+        "gracePeriodSeconds": None,
     }
 
 

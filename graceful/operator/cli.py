@@ -29,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", metavar="FILE", default=None,
                         help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)")
     parser.add_argument("--lease-namespace", metavar="NS", default=None,
-                        help="namespace of the leader-election Lease (default: $POD_NAMESPACE,"
-                             f" else {DEFAULT_OPERATOR_NAMESPACE})")
+                        help="namespace of the leader-election Lease, which must exist"
+                             " (default: $POD_NAMESPACE, else"
+                             f" {DEFAULT_OPERATOR_NAMESPACE}, also when run by hand, so that"
+                             " it shares the Lease of an installed operator)")
     parser.add_argument("--resync-seconds", type=float, default=60.0, metavar="N",
                         help="audit everything again every N seconds (default: 60)")
     parser.add_argument("--identity", metavar="ID", default=None,

@@ -180,6 +180,7 @@ class LeaseElector:
         self.leadership = Leadership()
         self.observation: Observation | None = None
         self._leading = False
+        self._told_missing = False
 
     @property
     def path(self) -> str:
@@ -234,16 +235,47 @@ class LeaseElector:
         return action
 
     async def run(self) -> None:
-        """Forever: one step every ``renew_every`` seconds; errors only delay."""
+        """Forever: one attempt every ``renew_every`` seconds; errors only delay."""
         while True:
-            try:
-                await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the API server may be away; keep trying
-                logger.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-            self._transition()
+            await self.attempt()
             await asyncio.sleep(self.renew_every)
+
+    async def attempt(self) -> None:
+        """One :meth:`step`; a failure is logged, never raised.
+
+        A missing namespace is said once, with what to do, then retried
+        quietly: it is a set-up mistake (``graceful operator`` run by hand
+        against a cluster without ``graceful-system``), not a passing outage,
+        and the same line every two seconds would bury the fix.
+        """
+        try:
+            await self.step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the API server may be away; keep trying
+            if self._namespace_missing(exc):
+                if not self._told_missing:
+                    self._told_missing = True
+                    logger.error(
+                        "lease %s/%s: namespace %r does not exist, so this replica cannot"
+                        " lead and writes no status or Event. Create it (kubectl create"
+                        " namespace %s) or pass --lease-namespace NS with a namespace that"
+                        " exists; retrying every %gs", self.namespace, self.name,
+                        self.namespace, self.namespace, self.renew_every)
+                else:
+                    logger.debug("lease %s/%s: %s", self.namespace, self.name, exc)
+            else:
+                logger.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+        else:
+            if self._told_missing:
+                self._told_missing = False
+                logger.info("lease %s/%s: namespace %r exists now", self.namespace,
+                            self.name, self.namespace)
+        self._transition()
+
+    def _namespace_missing(self, exc: Exception) -> bool:
+        return (isinstance(exc, ApiError) and exc.status == 404
+                and f'namespaces "{self.namespace}" not found' in exc.message)
 
     async def release(self) -> None:
         """Hand the Lease back if we hold it, so a successor need not wait."""

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: The namespace's policies, in the order ``evaluate`` expects (any order is fine).
 PolicyLookup = Callable[[str], Iterable[GracefulPolicy]]
+#: The namespace's policies that exist but cannot be used: name -> why.
+InvalidLookup = Callable[[str], Mapping[str, str]]
 
 #: What happened to one review, for the metrics.
 Outcome = Literal["mutated", "unchanged", "skipped", "error"]
@@ -57,13 +59,18 @@ class Verdict:
     outcome: Outcome
 
 
-def admit(review: AdmissionReview, policies: PolicyLookup) -> AdmissionResponse:
+def admit(review: AdmissionReview, policies: PolicyLookup,
+          invalid: InvalidLookup | None = None) -> AdmissionResponse:
     """The response to ``review``: always allowed, patched when the policy asks for it."""
-    return judge(review, policies).response
+    return judge(review, policies, invalid).response
 
 
-def judge(review: AdmissionReview, policies: PolicyLookup) -> Verdict:
-    """Like :func:`admit`, with the outcome the metrics count. Never raises."""
+def judge(review: AdmissionReview, policies: PolicyLookup,
+          invalid: InvalidLookup | None = None) -> Verdict:
+    """Like :func:`admit`, with the outcome the metrics count. Never raises.
+
+    ``invalid`` lets a workload that names an unusable policy be told why.
+    """
     request = review.request
     uid = request.uid
     try:
@@ -71,7 +78,8 @@ def judge(review: AdmissionReview, policies: PolicyLookup) -> Verdict:
         if not _handled(review) or obj is None:
             return Verdict(AdmissionResponse(uid=uid), "skipped")
         namespace = request.namespace or _namespace_of(obj)
-        decision = evaluate(obj, list(policies(namespace)))
+        decision = evaluate(obj, list(policies(namespace)),
+                            invalid(namespace) if invalid is not None else None)
         return _respond(uid, obj, decision)
     except Exception:  # the engine or the lookup failed: never the reason a deploy fails
         log.exception("admission of %s %s/%s failed; admitted unchanged",

@@ -81,7 +81,7 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
         except BadReview as exc:
             metrics.observe("other", "other", "bad_request", time.perf_counter() - started)
             return JSONResponse({"detail": str(exc)}, status_code=400)
-        verdict = judge(review, policies.policies_in)
+        verdict = judge(review, policies.policies_in, policies.invalid_in)
         asked = review.request
         metrics.observe(asked.kind.kind, asked.operation, verdict.outcome,
                         time.perf_counter() - started)

@@ -39,6 +39,8 @@ class PolicySource(Protocol):
 
     def policies_in(self, namespace: str) -> tuple[GracefulPolicy, ...]: ...
 
+    def invalid_in(self, namespace: str) -> Mapping[str, str]: ...
+
 
 class PolicyCache:
     """Every usable GracefulPolicy of the cluster, by namespace; safe across threads.
@@ -51,6 +53,8 @@ class PolicyCache:
         self._lock = threading.Lock()
         self._by_namespace: dict[str, dict[str, GracefulPolicy]] = {}
         self._sorted: dict[str, tuple[GracefulPolicy, ...]] = {}
+        self._invalid: dict[str, dict[str, str]] = {}
+        """namespace -> name -> why a policy that exists cannot be used."""
         self._synced = threading.Event()
         self.resource_version: str | None = None
         """The version of the last list or event applied."""
@@ -79,18 +83,28 @@ class PolicyCache:
         """The policies of ``namespace``, by name."""
         return self._sorted.get(namespace, ())
 
+    def invalid_in(self, namespace: str) -> Mapping[str, str]:
+        """The policies of ``namespace`` that exist but cannot be used: name -> error."""
+        return self._invalid.get(namespace, {})
+
     def __len__(self) -> int:
         return sum(len(policies) for policies in self._sorted.values())
 
     def replace(self, objects: Iterable[Mapping[str, Any]], resource_version: str) -> None:
         """Forget everything and hold the policies of a fresh list."""
         by_namespace: dict[str, dict[str, GracefulPolicy]] = {}
+        invalid: dict[str, dict[str, str]] = {}
         for obj in objects:
-            policy = _policy(obj)
+            policy, error = _policy(obj)
             if policy is not None:
                 by_namespace.setdefault(policy.namespace, {})[policy.name] = policy
+            elif error is not None:
+                namespace, name = _identity(obj)
+                if name is not None:
+                    invalid.setdefault(namespace, {})[name] = error
         with self._lock:
             self._by_namespace = by_namespace
+            self._invalid = invalid
             self._sorted = {ns: _sorted(byname) for ns, byname in by_namespace.items()}
             self.resource_version = resource_version
         if not self._synced.is_set():
@@ -103,8 +117,14 @@ class PolicyCache:
         if name is None:
             log.warning("ignored a %s event for a policy without a name", event_type)
             return
-        policy = None if event_type == "DELETED" else _policy(obj)
+        policy, error = (None, None) if event_type == "DELETED" else _policy(obj)
         with self._lock:
+            wrong = dict(self._invalid.get(namespace, {}))
+            wrong.pop(name, None)
+            if error is not None:
+                wrong[name] = error
+            self._invalid = ({**self._invalid, namespace: wrong} if wrong else
+                             {ns: w for ns, w in self._invalid.items() if ns != namespace})
             byname = dict(self._by_namespace.get(namespace, {}))
             if policy is None:  # deleted, or no longer usable
                 byname.pop(name, None)
@@ -141,14 +161,14 @@ def _resource_version(obj: Mapping[str, Any]) -> str | None:
     return version if isinstance(version, str) and version else None
 
 
-def _policy(obj: Mapping[str, Any]) -> GracefulPolicy | None:
-    """The policy in ``obj``, or None (logged) when it cannot be used."""
+def _policy(obj: Mapping[str, Any]) -> tuple[GracefulPolicy | None, str | None]:
+    """The policy in ``obj``, or None (logged) and why it cannot be used."""
     try:
-        return GracefulPolicy.from_object(obj)
+        return GracefulPolicy.from_object(obj), None
     except PolicyError as exc:
         namespace, name = _identity(obj)
         log.warning("skipped GracefulPolicy %s/%s: %s", namespace, name, exc)
-        return None
+        return None, str(exc)
 
 
 # --- feeding the cache --------------------------------------------------------------------
@@ -211,13 +231,21 @@ class Reflector:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the loop to end, interrupt a blocked watch, and wait for the thread."""
+    def request_stop(self) -> None:
+        """Ask the loop to end and interrupt a blocked watch; returns at once.
+
+        Safe in a signal handler: the webhook calls it on SIGTERM, before the
+        server drains, so the watch is gone before the last line is logged.
+        """
         self._stop.set()
         try:
             self.api.interrupt()
         except Exception:  # stopping must not fail
             log.debug("interrupting the watch failed", exc_info=True)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """:meth:`request_stop`, then wait for the thread."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -243,9 +271,13 @@ class Reflector:
                 log.info("policy watch: resourceVersion %s is gone; relisting", version)
                 version = None
             except Exception as exc:
+                if self._stop.is_set():  # the interrupted watch of a stop: not a failure
+                    log.debug("policy watch ended by stop: %s", _short(exc))
+                    break
                 delay = self.backoff.next()
                 log.warning("policy watch failed (%s); retrying in %.1fs", _short(exc), delay)
                 self._stop.wait(delay)
+        log.info("policy watch stopped")
 
     def _watch(self, version: str) -> tuple[str, int]:
         """Apply events until the stream ends; returns the last version seen and a count."""

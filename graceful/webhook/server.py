@@ -29,6 +29,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -159,6 +160,14 @@ class _Server(uvicorn.Server):
     process; ``graceful webhook`` instead returns from ``run`` and exits 0.
     """
 
+    on_exit: Callable[[], None] | None = None
+    """Called on the first SIGTERM/SIGINT, before the graceful shutdown starts."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.on_exit is not None and not self.should_exit:
+            self.on_exit()
+        super().handle_exit(sig, frame)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
@@ -195,7 +204,8 @@ class WebhookServer:
     def __init__(self, app: FastAPI, certificate: ReloadingCertificate, sock: socket.socket, *,
                  reload_interval: float = 5.0, access_log: bool = False,
                  header_timeout: float = HEADER_TIMEOUT,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 on_exit: Callable[[], None] | None = None) -> None:
         self.certificate = certificate
         self.sock = sock
         self.reload_interval = reload_interval
@@ -212,6 +222,7 @@ class WebhookServer:
         )
         self.server = _Server(self.config)
         self.server.handshake_timeout = handshake_timeout
+        self.server.on_exit = on_exit
 
     @property
     def address(self) -> tuple[str, int]:

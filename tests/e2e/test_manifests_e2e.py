@@ -162,6 +162,8 @@ ALLOWED: list[tuple[str, ...]] = [
     (OPERATOR, "update", "leases.coordination.k8s.io/graceful-operator", "-n", NAMESPACE),
     # the webhook's certificate
     (OPERATOR, "create", "secrets", "-n", NAMESPACE),
+    # create cannot be limited by name: any name, in its namespace (the README says so)
+    (OPERATOR, "create", "secrets/someone-elses", "-n", NAMESPACE),
     (OPERATOR, "get", "secrets/graceful-webhook-tls", "-n", NAMESPACE),
     (OPERATOR, "update", "secrets/graceful-webhook-tls", "-n", NAMESPACE),
     (OPERATOR, "get", f"{MWC}/graceful-webhook"),
@@ -181,6 +183,8 @@ DENIED: list[tuple[str, ...]] = [
     (OPERATOR, "watch", "secrets", "-n", NAMESPACE),
     (OPERATOR, "get", "secrets/someone-elses", "-n", NAMESPACE),
     (OPERATOR, "delete", "secrets/graceful-webhook-tls", "-n", NAMESPACE),
+    (OPERATOR, "update", "secrets/someone-elses", "-n", NAMESPACE),
+    (OPERATOR, "patch", "secrets/graceful-webhook-tls", "-n", NAMESPACE),
     (OPERATOR, "create", "secrets", "-n", "kube-system"),
     # workloads: read only, never created or changed
     (OPERATOR, "create", "pods", "-n", "default"),

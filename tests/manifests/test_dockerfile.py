@@ -118,3 +118,20 @@ def test_build_context_is_small() -> None:
         if word == "COPY" and not args.startswith("--from"):
             for source in args.split()[:-1]:
                 assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
+
+
+def test_license_is_an_spdx_string_built_by_a_setuptools_that_reads_it() -> None:
+    """A license table makes setuptools >= 77 warn on every install; the string needs >= 77."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    label = re.search(r'org\.opencontainers\.image\.licenses="([^"]+)"', DOCKERFILE.read_text())
+    assert label is not None and label.group(1) == pyproject["project"]["license"]
+    (requirement,) = [r for r in pyproject["build-system"]["requires"]
+                      if re.match(r"setuptools\b", r)]
+    floor = re.fullmatch(r"setuptools>=(\d+)(\.\d+)*", requirement.replace(" ", ""))
+    assert floor is not None and int(floor.group(1)) >= 77, requirement
+    build_lock = (ROOT / "requirements-build.lock").read_text()
+    pinned = re.search(r"^setuptools==(\d+)\.", build_lock, flags=re.M)
+    assert pinned is not None and int(pinned.group(1)) >= int(floor.group(1))
+    # the command that regenerates the lock asks for the same floor
+    assert f"setuptools>={floor.group(1)}" in build_lock

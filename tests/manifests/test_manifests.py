@@ -348,3 +348,20 @@ def test_render_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert render.main(["--root", str(tmp_path), "--check"]) == 0
     for relative in (render.CRD_TARGET, render.WEBHOOK_TARGET):
         assert (tmp_path / relative).read_text() == (ROOT / relative).read_text()
+
+
+def test_the_readme_states_exactly_what_rbac_grants_on_secrets() -> None:
+    """`create` cannot be limited by resourceNames: the README must not claim 'only one'."""
+    granted = {(verb, tuple(rule.get("resourceNames", ())))
+               for role in by_kind("Role") + by_kind("ClusterRole")
+               for rule in role["rules"] if "secrets" in rule["resources"]
+               for verb in rule["verbs"]}
+    assert granted == {("create", ()), ("get", ("graceful-webhook-tls",)),
+                       ("update", ("graceful-webhook-tls",))}
+    (secrets_role,) = [r for r in by_kind("Role")
+                       if any("secrets" in rule["resources"] for rule in r["rules"])]
+    assert secrets_role["metadata"]["namespace"] == NAMESPACE
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "touch only that one Secret" not in readme
+    assert ("`get` and `update` only `graceful-webhook-tls`, and `create` Secrets in"
+            " `graceful-system`") in readme

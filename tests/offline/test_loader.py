@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from graceful.offline import audit_cli, explain_cli
 from graceful.offline.loader import InputError, inventory, load
-from tests.offline.conftest import EXAMPLES, POLICY, Writer, deployment
+from tests.offline.conftest import EXAMPLES, POLICY, Writer, deployment, invoke
 
 
 def test_examples_directory_holds_one_policy_and_three_workloads() -> None:
@@ -104,3 +106,51 @@ def test_duplicate_policy_in_one_namespace_is_an_error(write: Writer) -> None:
     elsewhere = write("three.yaml", POLICY.replace("name: apps}", "name: apps, namespace: b}"))
     found = inventory(load([str(one), str(elsewhere)]), "default")
     assert sorted(found.policies) == ["b", "default"]
+
+
+HELM_TEMPLATE = """\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: {{ include "app.fullname" . }}
+      labels:
+        {{- include "app.labels" . | nindent 4 }}
+    spec:
+      replicas: {{ .Values.replicaCount }}
+    """
+
+
+@pytest.mark.parametrize("cli", ["audit", "explain"])
+def test_a_helm_template_is_named_with_the_command_that_renders_it(
+        write: Writer, cli: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write("templates/deployment.yaml", HELM_TEMPLATE)
+    with pytest.raises(InputError) as caught:
+        load([str(path)])
+    message = str(caught.value)
+    assert "line 4: Helm template syntax" in message, message
+    assert "helm template RELEASE CHART | graceful audit -f -" in message
+    assert "not valid YAML" not in message
+    piped = invoke(audit_cli if cli == "audit" else explain_cli, "-f", "-",
+                   stdin=textwrap.dedent(HELM_TEMPLATE), monkeypatch=monkeypatch)
+    assert piped.code == 2
+    assert "<stdin>: line 4: Helm template syntax" in piped.err and "helm template" in piped.err
+
+
+def test_a_chart_directory_is_named_as_one(write: Writer, tmp_path: Path) -> None:
+    write("chart/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n")
+    write("chart/values.yaml", "replicaCount: 1\n")
+    write("chart/templates/deployment.yaml", HELM_TEMPLATE)
+    with pytest.raises(InputError, match=r"chart: a Helm chart, not manifests; render it first"):
+        load([str(tmp_path / "chart")])
+
+
+def test_rendered_output_with_braces_in_strings_is_read_as_is(write: Writer) -> None:
+    """`helm template` output may keep `{{ }}` inside strings (alert rules): that is data."""
+    path = write("rendered.yaml", """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: rules}
+        data:
+          alert: 'summary: "{{ $labels.instance }} is down"'
+        """)
+    assert [d.name for d in load([str(path)])] == ["rules"]

@@ -62,3 +62,13 @@ def test_width_is_respected_for_reasonable_inputs() -> None:
             assert len(line) <= width + 8
         # tiny segments never vanish
         assert "preStop 5s" in draw(Timings(5, 604800, 10, 604815), width=width)[1]
+
+
+def test_without_a_prestop_no_sleep_is_named() -> None:
+    """Not opted in, no hook: nothing may be said about 'the preStop sleep' it does not have."""
+    ready = draw(Timings(0, 60, 0, 30, readiness_window=30))[3]
+    assert "the preStop sleep" not in ready
+    assert "readiness window 30s (no preStop hook: SIGTERM comes at once" in ready
+    unknown = verdict(Timings(0, None, 0, 30))
+    assert unknown.endswith("SIGKILL comes 30s after SIGTERM"), unknown
+    assert verdict(Timings(5, None, 0, 30)).endswith("30s after the preStop starts")

@@ -128,6 +128,31 @@ def test_statuses_per_policy_and_for_an_invalid_one() -> None:
     assert statuses["bad"]["conditions"][0]["reason"] == "InvalidPolicy"
 
 
+def test_an_invalid_policy_clears_its_grace_column_and_its_workloads_are_told_why() -> None:
+    valid = policy_statuses(entries(objects.policy("bad")), [], now=NOW)["bad"]
+    assert valid["gracePeriodSeconds"] == 40
+    broken = entries(objects.policy("bad", drain={"maxGracePeriodSeconds": 10}, generation=2,
+                                    status=valid))
+    status = policy_statuses(broken, [], now=NOW)["bad"]
+    # null in the merge patch removes the stale GRACE value; written because it differs
+    assert "gracePeriodSeconds" in status and status["gracePeriodSeconds"] is None
+    assert status_differs(status, valid)
+    assert not status_differs(status, {k: v for k, v in status.items()
+                                       if k != "gracePeriodSeconds"})
+    why = status["conditions"][0]["message"]
+    cache = AuditCache()
+    (audit,) = cache.audit_namespace("team-a", [project(objects.deployment("x", policy="bad"))],
+                                     broken, {})
+    assert [f.code for f in audit.findings] == [FindingCode.PolicyInvalid]
+    assert audit.findings[0].message == f"policy 'bad' is invalid: {why}"
+    assert not audit.policy_found
+    # an edit that keeps it invalid, with another reason, is not served from the cache
+    edited = entries(objects.policy("bad", drain={"preStopSleepSeconds": 0}, generation=3))
+    (again,) = cache.audit_namespace("team-a", [project(objects.deployment("x", policy="bad"))],
+                                     edited, {})
+    assert again.findings[0].message != audit.findings[0].message
+
+
 def test_restarting_gives_the_same_status() -> None:
     """A fresh process computing from the stored status writes nothing."""
     workloads = [project(objects.deployment("x"))]

@@ -7,7 +7,13 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from graceful.core import FindingCode, GracefulPolicy, evaluate, selector_matches
+from graceful.core import (
+    FindingCode,
+    GracefulPolicy,
+    evaluate,
+    invalid_policy_message,
+    selector_matches,
+)
 from graceful.core.policy import LabelSelector
 
 
@@ -139,3 +145,36 @@ def test_policy_container_missing_from_the_pod_is_a_warning() -> None:
     assert any("'web' not in the pod" in w for w in decision.warnings)
     assert decision.plan is not None and decision.plan.containers == ()
     assert decision.plan.untouched == ("app",)
+
+
+def test_the_api_servers_default_grace_period_is_not_said_to_be_kept() -> None:
+    """The API server stores 30 s in every template that sets nothing: nobody chose it."""
+    short = policy(gracefulTimeoutSeconds=5)  # budget 5 + 5 + 5 = 15 s
+    defaulted = evaluate(pod({"name": "app", "lifecycle": {"preStop": {"sleep": {
+        "seconds": 5}}}}, terminationGracePeriodSeconds=30), [short])
+    assert defaulted.patch == [] and defaulted.findings == []
+    assert not [w for w in defaulted.warnings if "kept" in w], defaulted.warnings
+    chosen = evaluate(pod({"name": "app", "lifecycle": {"preStop": {"sleep": {
+        "seconds": 5}}}}, terminationGracePeriodSeconds=45), [short])
+    assert "graceful: kept terminationGracePeriodSeconds 45s above budget 15s" in chosen.warnings
+
+
+def test_naming_a_policy_that_exists_but_is_invalid_says_so_and_why() -> None:
+    error = "spec.drain.maxGracePeriodSeconds: maxGracePeriodSeconds must be at least ..."
+    decision = evaluate(pod(), [], {"p": error})
+    assert [f.code for f in decision.findings] == [FindingCode.PolicyInvalid]
+    (finding,) = decision.findings
+    assert finding.message == f"policy 'p' is invalid: {invalid_policy_message(error)}"
+    assert "not found" not in finding.message and not decision.patch
+    (told,) = decision.warnings
+    assert told.startswith("graceful: policy 'p' is invalid: spec.drain.maxGracePeriodSeconds")
+    assert len(told) < 120
+    # another name is still just missing
+    other = evaluate(pod(annotations={"graceful.io/policy": "q"}), [], {"p": error})
+    assert [f.code for f in other.findings] == [FindingCode.PolicyNotFound]
+
+
+def test_invalid_policy_message_is_one_bounded_line() -> None:
+    assert invalid_policy_message("a:\n  b;   c") == "a: b; c"
+    assert len(invalid_policy_message("x" * 5000)) == 1024
+    assert invalid_policy_message("") == "invalid policy"

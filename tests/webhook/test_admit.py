@@ -67,7 +67,7 @@ def test_audit_mode_drops_a_patch_even_if_the_engine_returned_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     audit = policy(mode="Audit")
 
-    def rogue(obj: Any, policies: Iterable[GracefulPolicy]) -> Decision:
+    def rogue(obj: Any, policies: Iterable[GracefulPolicy], invalid: Any = None) -> Decision:
         return Decision(opted_in=True, policy_name="workers", policy=audit,
                         patch=[{"op": "add", "path": "/metadata/labels", "value": {}}])
 
@@ -172,7 +172,7 @@ def test_lookup_failure_is_allowed_with_a_warning() -> None:
 
 
 def test_a_patch_that_does_not_apply_is_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
-    def bad_patch(obj: Any, policies: Iterable[GracefulPolicy]) -> Decision:
+    def bad_patch(obj: Any, policies: Iterable[GracefulPolicy], invalid: Any = None) -> Decision:
         return Decision(opted_in=True, policy_name="workers", policy=policy(),
                         patch=[{"op": "replace", "path": "/spec/nothing/here", "value": 1}])
 
@@ -186,7 +186,7 @@ def test_a_patch_that_does_not_apply_is_not_sent(monkeypatch: pytest.MonkeyPatch
 def test_warnings_are_short_printable_unique_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     noisy = ["x" * 500, "tab\there", "same", "same", *(f"w{i}" for i in range(40))]
 
-    def chatty(obj: Any, policies: Iterable[GracefulPolicy]) -> Decision:
+    def chatty(obj: Any, policies: Iterable[GracefulPolicy], invalid: Any = None) -> Decision:
         return Decision(opted_in=True, warnings=noisy)
 
     monkeypatch.setattr(module, "evaluate", chatty)

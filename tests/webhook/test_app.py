@@ -34,6 +34,17 @@ def test_untouched_answer_has_no_patch_fields(client: TestClient) -> None:
     assert answer == {"uid": "u", "allowed": True}
 
 
+def test_a_workload_naming_an_invalid_policy_is_told_why() -> None:
+    cache = PolicyCache()
+    cache.replace([policy_object(drain={"preStopSleepSeconds": -1})], "1")
+    with TestClient(create_app(cache)) as client:
+        answer = client.post("/mutate", json=review_dict(opted_in())).json()["response"]
+    assert "patch" not in answer
+    (told,) = answer["warnings"]
+    assert told.startswith("graceful: policy 'workers' is invalid: spec.drain.preStopSleepSeconds")
+    assert "not found" not in told
+
+
 def test_healthz(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}

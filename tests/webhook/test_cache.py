@@ -93,6 +93,23 @@ def test_a_policy_that_becomes_invalid_is_dropped() -> None:
     assert _names(cache) == []
 
 
+def test_invalid_policies_are_remembered_with_their_error_until_fixed_or_deleted() -> None:
+    cache = PolicyCache()
+    cache.replace([_obj("good"), _obj("bad", drain={"preStopSleepSeconds": -1})], "1")
+    assert list(cache.invalid_in("team-a")) == ["bad"]
+    assert cache.invalid_in("team-a")["bad"].startswith("spec.drain.preStopSleepSeconds")
+    cache.apply("MODIFIED", _obj("good", version="2", mode="Sometimes"))
+    assert sorted(cache.invalid_in("team-a")) == ["bad", "good"]
+    cache.apply("MODIFIED", _obj("bad", version="3"))  # fixed
+    assert list(cache.invalid_in("team-a")) == ["good"] and _names(cache) == ["bad"]
+    cache.apply("DELETED", _obj("good", version="4"))
+    assert cache.invalid_in("team-a") == {} and cache.invalid_in("elsewhere") == {}
+    cache.replace([_obj("bad", drain={"preStopSleepSeconds": -1})], "5")
+    assert list(cache.invalid_in("team-a")) == ["bad"]
+    cache.replace([], "6")
+    assert cache.invalid_in("team-a") == {}
+
+
 def test_relist_forgets_policies_deleted_meanwhile() -> None:
     cache = PolicyCache()
     cache.replace([_obj("a"), _obj("b")], "1")
