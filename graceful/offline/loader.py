@@ -19,6 +19,11 @@ import yaml
 
 from graceful.core import KIND, WORKLOAD_KINDS, GracefulPolicy, PolicyError
 
+#: libyaml's safe loader when PyYAML was built with it, else the pure-Python one.
+#: Same documents, same errors (both are safe loaders), several times faster on
+#: large install files: parsing is most of the time an audit of one takes.
+SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 #: File names read when a directory is given (recursively, in sorted order).
 SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
@@ -71,7 +76,7 @@ def _files(path: Path) -> list[Path]:
 
 def _documents(label: str, stream: IO[str] | str) -> Iterator[Document]:
     try:
-        loaded = list(yaml.safe_load_all(stream))
+        loaded = list(yaml.load_all(stream, Loader=SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

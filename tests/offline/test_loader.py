@@ -104,3 +104,15 @@ def test_duplicate_policy_in_one_namespace_is_an_error(write: Writer) -> None:
     elsewhere = write("three.yaml", POLICY.replace("name: apps}", "name: apps, namespace: b}"))
     found = inventory(load([str(one), str(elsewhere)]), "default")
     assert sorted(found.policies) == ["b", "default"]
+
+
+def test_the_c_loader_is_used_when_pyyaml_has_it() -> None:
+    import yaml  # noqa: PLC0415
+
+    from graceful.offline import loader  # noqa: PLC0415
+
+    expected = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+    assert loader.SafeLoader is expected
+    # a safe loader either way: no Python object tags
+    with pytest.raises(InputError, match="not valid YAML"):
+        load(["-"], stdin=io.StringIO("!!python/object/apply:os.system [echo]\n"))
