@@ -9,7 +9,7 @@ plain function and both adapters are guaranteed to agree. Start with
 from graceful.core.budget import Budget
 from graceful.core.duration import MAX_SECONDS, DurationError, parse_seconds
 from graceful.core.evaluate import Decision, evaluate
-from graceful.core.findings import Finding, FindingCode
+from graceful.core.findings import NEEDS_USER, Finding, FindingCode, is_compliant
 from graceful.core.names import (
     ANNOTATION_POLICY,
     ANNOTATION_TIMEOUT,
@@ -25,6 +25,7 @@ from graceful.core.names import (
 )
 from graceful.core.patch import Pointer, escape
 from graceful.core.plan import ContainerPlan, Plan, ReadinessPlan
+from graceful.core.podspec import is_bare_pod
 from graceful.core.policy import (
     Drain,
     GracefulPolicy,
@@ -48,6 +49,7 @@ __all__ = [
     "GROUP",
     "KIND",
     "MAX_SECONDS",
+    "NEEDS_USER",
     "PLURAL",
     "SHORT_NAME",
     "SINGULAR",
@@ -74,6 +76,8 @@ __all__ = [
     "WorkloadResult",
     "escape",
     "evaluate",
+    "is_bare_pod",
+    "is_compliant",
     "parse_seconds",
     "selector_matches",
     "stale_pods",

@@ -18,7 +18,7 @@ from typing import Any
 
 from graceful.core import prestop, timeout_sources
 from graceful.core.budget import Budget
-from graceful.core.findings import Finding, FindingCode, clip, warning
+from graceful.core.findings import Finding, FindingCode, clip, is_compliant, warning
 from graceful.core.names import (
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
@@ -55,11 +55,15 @@ class Decision:
     """Admission warnings, each under 120 characters."""
     findings: list[Finding] = field(default_factory=list)
     """Why the object as given does not meet the policy."""
+    admitted: Mapping[str, Any] | None = None
+    """The object as it will be stored: ``patch`` applied (the object itself when the patch
+    is empty; None only when the input was not an object). It shares unchanged parts with
+    the input, so consumers must not modify it; they need not apply the patch again."""
 
     @property
     def compliant(self) -> bool:
-        """Opted in, policy found, and no findings."""
-        return self.opted_in and self.policy is not None and not self.findings
+        """Opted in, policy found, and no findings (:func:`is_compliant`)."""
+        return is_compliant(self.opted_in, self.policy is not None, self.findings)
 
 
 def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Decision:
@@ -72,16 +76,18 @@ def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Deci
         annotations = annotations_of(obj)
         labels = labels_of(obj)
     except UnreadableObject as exc:
-        return Decision(opted_in=False, warnings=[warning(f"cannot read the object: {exc}")])
+        return Decision(opted_in=False, warnings=[warning(f"cannot read the object: {exc}")],
+                        admitted=obj if isinstance(obj, Mapping) else None)
     selection = select(annotations, labels, policies)
     if not selection.opted_in:
-        return Decision(opted_in=False)
+        return Decision(opted_in=False, admitted=obj)
     name = selection.policy_name or ""
     if selection.policy is None:
         return Decision(
             opted_in=True, policy_name=name,
             warnings=[warning(f"policy {clip(name)!r} not found")],
             findings=[Finding(FindingCode.PolicyNotFound, f"policy {clip(name)!r} not found")],
+            admitted=obj,
         )
     try:
         return _Planner(obj, annotations, selection.policy).decide()
@@ -90,6 +96,7 @@ def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Deci
             opted_in=True, policy_name=name, policy=selection.policy,
             warnings=[warning(f"cannot read {exc}; not mutated")],
             findings=[Finding(FindingCode.UnreadableWorkload, f"cannot read {exc}")],
+            admitted=obj,
         )
 
 
@@ -136,8 +143,9 @@ class _Planner:
         plan = Plan(pod_spec_path=str(pod.path), budget=budget, grace_period_seconds=grace,
                     containers=plans, untouched=untouched)
         patch = self.builder.ops
+        admitted: Mapping[str, Any] = self.builder.doc if patch else self.obj
         if spec.mode == "Audit":
-            patch = []
+            patch, admitted = [], self.obj
             self.warnings.insert(0, warning(f"policy {clip(self.policy.name)!r} audits only;"
                                             " not mutated"))
             self.warnings.extend(warning(f"audit: {f.message}") for f in self.findings
@@ -146,7 +154,7 @@ class _Planner:
             self.warnings.insert(0, warning(budget.explain()))
         return Decision(opted_in=True, policy_name=self.policy.name, policy=self.policy,
                         plan=plan, patch=patch, warnings=_unique(self.warnings),
-                        findings=self.findings)
+                        findings=self.findings, admitted=admitted)
 
     def _note(self, findings: list[Finding]) -> None:
         """Record findings that also deserve an admission warning."""

@@ -8,8 +8,10 @@ engine produces one list and each adapter only formats it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from graceful.core.names import WARNING_LIMIT
 
@@ -44,6 +46,27 @@ class Finding:
     code: FindingCode
     message: str
     container: str | None = None
+
+
+#: Findings the webhook's patch cannot remove: they need the user (a value to declare or
+#: fix, a ceiling to raise) or a rollout. Every other finding is gone once the object is
+#: admitted under an ``Enforce`` policy.
+NEEDS_USER: Final = frozenset({
+    FindingCode.BudgetCapped,
+    FindingCode.UnreadableTimeout,
+    FindingCode.PolicyNotFound,
+    FindingCode.StalePods,
+    FindingCode.UnreadableWorkload,
+})
+
+
+def is_compliant(opted_in: bool, policy_found: bool, findings: Iterable[Finding]) -> bool:
+    """The one definition of compliance: opted in, its policy exists, and nothing is found.
+
+    The webhook's decision, the operator's status, ``graceful audit`` and
+    ``graceful explain`` all ask this function, so they cannot disagree.
+    """
+    return opted_in and policy_found and not any(True for _ in findings)
 
 
 def clip(text: str, limit: int = 40) -> str:

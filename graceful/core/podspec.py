@@ -142,6 +142,27 @@ def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
     return string_map(metadata_of(obj).get("labels"), "/metadata/labels")
 
 
+def controller_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``ownerReference`` with ``controller: true``, or None."""
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
+    if not isinstance(owners, list):
+        return None
+    return next((ref for ref in owners
+                 if isinstance(ref, Mapping) and ref.get("controller") is True), None)
+
+
+def is_bare_pod(obj: Mapping[str, Any]) -> bool:
+    """A Pod that no controller manages, so it is a workload of its own.
+
+    A Pod with a controller (a ReplicaSet, a StatefulSet, a Job...) was decided
+    through that controller's template; an owner that is not its controller
+    (an ``ownerReference`` for garbage collection only) recreates nothing, so
+    such a Pod is bare. The webhook and the operator both ask this function.
+    """
+    return isinstance(obj, Mapping) and obj.get("kind") == "Pod" and controller_of(obj) is None
+
+
 def name_of(obj: Mapping[str, Any]) -> str:
     """``metadata.name`` (or ``generateName``), "" when neither is a string."""
     meta = metadata_of(obj)

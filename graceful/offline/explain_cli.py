@@ -20,8 +20,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import jsonpatch
-
 from graceful.core import Decision, GracefulPolicy, evaluate, prestop
 from graceful.core.names import (
     ANNOTATION_POLICY,
@@ -111,8 +109,7 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
         lines = [f"{title}: policy {policy.name} ({policy.spec.mode}): preStop"
                  f" {drain.pre_stop_sleep_seconds}s, margin {drain.safety_margin_seconds}s,"
                  f" ceiling {drain.max_grace_period_seconds}s"]
-    admitted = (jsonpatch.apply_patch(doc.obj, decision.patch, in_place=False)
-                if decision.patch else None)
+    admitted = decision.admitted if decision.patch else None
     pod = read_pod_spec(doc.obj)
     plan = decision.plan
     for view in pod.containers:

@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 import jsonpatch
 
-from graceful.core import Decision, GracefulPolicy, evaluate
+from graceful.core import Decision, GracefulPolicy, evaluate, is_bare_pod
 from graceful.webhook.review import AdmissionResponse, AdmissionReview
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,7 @@ def _handled(review: AdmissionReview) -> bool:
     # A Pod's spec is immutable once created: patching an UPDATE would fail it.
     # A controller's Pods were already handled through its template.
     return (request.operation == "CREATE" and request.object is not None
-            and not _controlled(request.object))
-
-
-def _controlled(obj: Mapping[str, Any]) -> bool:
-    metadata = obj.get("metadata")
-    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
-    if not isinstance(owners, list):
-        return False
-    return any(isinstance(ref, Mapping) and ref.get("controller") is True for ref in owners)
+            and is_bare_pod(request.object))
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:
