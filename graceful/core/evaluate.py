@@ -256,9 +256,18 @@ class _Planner:
                 FindingCode.BudgetCapped,
                 f"budget {budget.required}s capped at {budget.ceiling}s"
                 " by maxGracePeriodSeconds"))
+        above = effective > budget.ceiling
+        if above:
+            self.findings.append(Finding(
+                FindingCode.GracePeriodAboveCeiling,
+                f"grace period {effective}s > maxGracePeriodSeconds {budget.ceiling}s"))
         new = effective
         if effective < target or self.spec.user_values == "Overwrite":
             new = target
+        elif above:
+            self.warnings.append(warning(
+                f"kept terminationGracePeriodSeconds {effective}s above maxGracePeriodSeconds"
+                f" {budget.ceiling}s: a node drain waits that long"))
         elif effective > target and current is not None:
             self.warnings.append(warning(
                 f"kept terminationGracePeriodSeconds {effective}s above budget {target}s"))

@@ -37,6 +37,9 @@ class FindingCode(StrEnum):
     StalePods = "StalePods"
     #: The object is not a shape the engine can read (e.g. ``containers`` is not a list).
     UnreadableWorkload = "UnreadableWorkload"
+    #: A grace period set above ``maxGracePeriodSeconds`` (kept under ``Keep``): the ceiling
+    #: exists so that a typo cannot hold a node drain for days.
+    GracePeriodAboveCeiling = "GracePeriodAboveCeiling"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ NEEDS_USER: Final = frozenset({
     FindingCode.PolicyNotFound,
     FindingCode.StalePods,
     FindingCode.UnreadableWorkload,
+    FindingCode.GracePeriodAboveCeiling,
 })
 
 
