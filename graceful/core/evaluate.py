@@ -13,13 +13,14 @@ patch (idempotence), which is what lets the webhook run on every update.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from graceful.core import prestop, timeout_sources
 from graceful.core.budget import Budget
 from graceful.core.findings import Finding, FindingCode, clip, is_compliant, warning
 from graceful.core.names import (
+    ANNOTATION_PRESTOP_SECONDS,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
     KUBERNETES_DEFAULT_PROBE_PERIOD,
@@ -120,11 +121,14 @@ class _Planner:
         self.builder = PatchBuilder(obj)
         self.findings: list[Finding] = []
         self.warnings: list[str] = []
+        self.declared = prestop.Declared()
 
     def decide(self) -> Decision:
         spec = self.spec
         pod = read_pod_spec(self.obj)
         annotation, found = timeout_sources.from_annotation(self.annotations)
+        self._note(found)
+        self.declared, found = prestop.declared(self.annotations)
         self._note(found)
         wanted = set(spec.containers)
         selected = [c for c in pod.containers if not wanted or c.name in wanted]
@@ -135,10 +139,13 @@ class _Planner:
         plans = tuple(self._container(c, annotation) for c in selected)
         if plans:
             budget = max(plans, key=lambda p: p.budget.required).budget
+            if not all(p.pre_stop_known for p in plans):
+                budget = replace(budget, pre_stop_known=False)
         else:
             timeout, _ = timeout_sources.resolve(annotation, None, spec.graceful_timeout_seconds)
             budget = self._budget(spec.drain.pre_stop_sleep_seconds, timeout.seconds)
-        grace = self._grace(pod.path, pod.grace, budget)
+        unknown = [p.name for p in plans if not p.pre_stop_known]
+        grace = self._grace(pod.path, pod.grace, budget, unknown)
         untouched = tuple(c.name for c in pod.containers if c not in selected) + pod.sidecars
         plan = Plan(pod_spec_path=str(pod.path), budget=budget, grace_period_seconds=grace,
                     containers=plans, untouched=untouched)
@@ -173,9 +180,10 @@ class _Planner:
         self._note(found)
         change, pre_stop = self._pre_stop(container)
         readiness = self._readiness(container, pre_stop)
+        budget = replace(self._budget(pre_stop, timeout.seconds),
+                         pre_stop_known=change != "keep-unknown")
         return ContainerPlan(name=container.name, timeout=timeout, pre_stop=change,
-                             pre_stop_seconds=pre_stop, readiness=readiness,
-                             budget=self._budget(pre_stop, timeout.seconds))
+                             pre_stop_seconds=pre_stop, readiness=readiness, budget=budget)
 
     def _pre_stop(self, container: ContainerView) -> tuple[PreStopChange, int]:
         """Add, raise or keep the preStop hook; returns the change and the sleep it counts."""
@@ -194,10 +202,23 @@ class _Planner:
                                          f"container {name}: no preStop hook", container.name))
             self.builder.set(hook_path, prestop.hook_for(drain.pre_stop_action, wanted))
             return "add", wanted
+        if existing.shape == "invalid":
+            self._note([Finding(
+                FindingCode.PreStopInvalid,
+                f"container {name}: preStop tcpSocket is never run by the kubelet;"
+                " use sleep, exec or httpGet", container.name)])
+            return "keep-invalid", 0
         if existing.shape == "unknown" or existing.seconds is None:
+            length = self.declared.for_container(container.name)
+            if length is not None:
+                return "keep-declared", length
             self.warnings.append(warning(
                 f"kept existing preStop on container {clip(container.name, 32)}"
                 " (duration unknown)"))
+            self.findings.append(Finding(
+                FindingCode.PreStopDurationUnknown,
+                f"container {name}: preStop hook of unknown length; declare it with"
+                f" {ANNOTATION_PRESTOP_SECONDS}", container.name))
             return "keep-unknown", wanted
         if existing.seconds < wanted:
             self.findings.append(Finding(
@@ -244,8 +265,13 @@ class _Planner:
             return target
         return current
 
-    def _grace(self, pod_path: Pointer, current: int | None, budget: Budget) -> int:
-        """Raise the grace period to the budget; lower it only under Overwrite."""
+    def _grace(self, pod_path: Pointer, current: int | None, budget: Budget,
+               unknown: list[str]) -> int:
+        """Raise the grace period to the budget; lower it only under Overwrite.
+
+        Never lower it for a pod with a hook of unknown length, whatever the
+        policy says: that hook may need every second of it (``nodetool drain``).
+        """
         effective = KUBERNETES_DEFAULT_GRACE_SECONDS if current is None else current
         target = budget.grace
         if effective < target:
@@ -262,7 +288,13 @@ class _Planner:
                 FindingCode.GracePeriodAboveCeiling,
                 f"grace period {effective}s > maxGracePeriodSeconds {budget.ceiling}s"))
         new = effective
-        if effective < target or self.spec.user_values == "Overwrite":
+        if effective < target:
+            new = target
+        elif self.spec.user_values == "Overwrite" and effective > target and unknown:
+            self.warnings.append(warning(
+                f"kept terminationGracePeriodSeconds {effective}s: preStop of container"
+                f" {clip(unknown[0], 32)} has unknown length"))
+        elif self.spec.user_values == "Overwrite":
             new = target
         elif above:
             self.warnings.append(warning(

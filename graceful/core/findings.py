@@ -27,7 +27,7 @@ class FindingCode(StrEnum):
     PreStopTooShort = "PreStopTooShort"
     #: readiness ``periodSeconds * failureThreshold`` exceeds S.
     ReadinessWindowTooLong = "ReadinessWindowTooLong"
-    #: The timeout annotation or a command-line flag could not be read.
+    #: The timeout or hook-length annotation, or a command-line flag, could not be read.
     UnreadableTimeout = "UnreadableTimeout"
     #: ``maxGracePeriodSeconds`` cuts into S + G + M: the app may be killed mid-drain.
     BudgetCapped = "BudgetCapped"
@@ -40,6 +40,11 @@ class FindingCode(StrEnum):
     #: A grace period set above ``maxGracePeriodSeconds`` (kept under ``Keep``): the ceiling
     #: exists so that a typo cannot hold a node drain for days.
     GracePeriodAboveCeiling = "GracePeriodAboveCeiling"
+    #: A preStop hook the engine cannot read (a script, an httpGet) and whose length no
+    #: ``graceful.io/prestop-seconds`` declares: it may eat the app's drain.
+    PreStopDurationUnknown = "PreStopDurationUnknown"
+    #: A preStop hook the kubelet does not run (``tcpSocket``): the app gets SIGTERM at once.
+    PreStopInvalid = "PreStopInvalid"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ NEEDS_USER: Final = frozenset({
     FindingCode.StalePods,
     FindingCode.UnreadableWorkload,
     FindingCode.GracePeriodAboveCeiling,
+    FindingCode.PreStopDurationUnknown,
+    FindingCode.PreStopInvalid,
 })
 
 

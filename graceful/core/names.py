@@ -20,6 +20,8 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 ANNOTATION_POLICY: Final = "graceful.io/policy"
 ANNOTATION_TIMEOUT: Final = "graceful.io/graceful-timeout"
+#: The length of a preStop hook the engine cannot read: ``"20"``, or ``"app=20,nginx=5"``.
+ANNOTATION_PRESTOP_SECONDS: Final = "graceful.io/prestop-seconds"
 
 DEFAULT_OPERATOR_NAMESPACE: Final = "graceful-system"
 

@@ -54,14 +54,22 @@ def test_compliant_and_audit_only(write: Writer) -> None:
     assert "the webhook changes nothing here (the policy only audits)" in result.out
 
 
-def test_unknown_prestop_hook_is_counted_as_the_policy_sleep(write: Writer) -> None:
+def test_an_unknown_hook_is_not_drawn_as_the_policy_sleep(write: Writer) -> None:
     obj = yaml.safe_load(deployment(annotations={"graceful.io/policy": "apps"}, grace=40))
     obj["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = {
         "preStop": {"httpGet": {"path": "/drain", "port": 80}}}
     path = write("hook.yaml", POLICY + "---\n" + yaml.safe_dump(obj))
     result = invoke(explain_cli, "-f", str(path))
     assert result.code == 0, result.err
-    assert "its own preStop hook (duration unknown; counted as 5s)" in result.out
+    assert "its own preStop hook (length unknown)" in result.out
+    assert "own preStop (length unknown), then SIGTERM" in result.out
+    assert "unused" not in result.out and "^SIGTERM" not in result.out
+    assert "declare it (graceful.io/prestop-seconds)" in result.out
+    obj["metadata"]["annotations"]["graceful.io/prestop-seconds"] = "12"
+    path = write("declared.yaml", POLICY + "---\n" + yaml.safe_dump(obj))
+    result = invoke(explain_cli, "-f", str(path))
+    assert "its own preStop hook (12s, declared)" in result.out
+    assert "preStop 12s" in result.out and "^SIGTERM" in result.out
 
 
 def test_no_workload_and_bad_input_exit_2(write: Writer) -> None:

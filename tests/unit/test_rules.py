@@ -10,8 +10,10 @@ import copy
 from typing import Any
 
 import jsonpatch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from graceful.core import GracefulPolicy, evaluate, is_bare_pod, is_compliant
+from graceful.core import FindingCode, GracefulPolicy, evaluate, is_bare_pod, is_compliant, prestop
 
 POLICY = GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": {}})
 
@@ -68,3 +70,45 @@ def test_a_bare_pod_is_one_no_controller_manages() -> None:
         {"kind": "ReplicaSet", "name": "rs", "uid": "2", "controller": True})
     assert not is_bare_pod(pod)
     assert not is_bare_pod({"kind": "Deployment", "metadata": {}})
+
+
+# --- rule 1: hooks of unknown length ------------------------------------------------------
+
+NGINX_QUIT = {"preStop": {"exec": {"command": ["/usr/sbin/nginx", "-s", "quit"]}}}
+
+
+def test_declared_hook_lengths_are_read_strictly() -> None:
+    read = prestop.declared
+    assert read({}) == (prestop.Declared(), [])
+    assert read({"graceful.io/prestop-seconds": "20"})[0].for_container("any") == 20
+    both, found = read({"graceful.io/prestop-seconds": "app=20, nginx=1m"})
+    assert found == [] and both.for_container("nginx") == 60 and both.for_container("x") is None
+    for bad in ("app=", "=5", "App=5", "app=5,app=6", "app=-1", "1.5", "x" * 600,
+                ",".join(f"c{i}=1" for i in range(33))):
+        declared, found = read({"graceful.io/prestop-seconds": bad})
+        assert declared == prestop.Declared(), bad
+        assert [f.code for f in found] == [FindingCode.UnreadableTimeout], bad
+
+
+@given(st.integers(0, 20000), st.booleans(), st.booleans())
+def test_overwrite_never_shortens_the_grace_of_an_unknown_hook(
+        grace: int, declare: bool, overwrite: bool) -> None:
+    spec = {"userValues": "Overwrite" if overwrite else "Keep"}
+    policy = GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": spec})
+    annotations = {"graceful.io/prestop-seconds": "app=7"} if declare else {}
+    obj = deployment({"name": "app", "image": "a", "lifecycle": NGINX_QUIT},
+                     {"name": "side", "image": "b"}, grace=grace, annotations=annotations)
+    decision = evaluate(obj, [policy])
+    after = pod_spec(decision.admitted)["terminationGracePeriodSeconds"]
+    codes = {f.code for f in decision.findings}
+    assert decision.plan is not None
+    if declare:
+        assert FindingCode.PreStopDurationUnknown not in codes
+        assert decision.plan.budget.required == 7 + 30 + 5
+        assert after == (42 if overwrite else max(grace, 42))
+    else:
+        assert FindingCode.PreStopDurationUnknown in codes
+        assert after >= grace and after >= decision.plan.budget.grace
+        assert decision.plan.budget.pre_stop_known is False
+        assert "at least" in decision.plan.budget.explain()
+    assert evaluate(decision.admitted, [policy]).patch == []  # type: ignore[arg-type]
