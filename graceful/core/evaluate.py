@@ -24,6 +24,7 @@ from graceful.core.names import (
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
     KUBERNETES_DEFAULT_PROBE_PERIOD,
+    KUBERNETES_DEFAULT_PROBE_TIMEOUT,
 )
 from graceful.core.patch import PatchBuilder, Pointer
 from graceful.core.plan import ContainerPlan, Plan, PreStopChange, ReadinessPlan
@@ -179,7 +180,7 @@ class _Planner:
                                                  self.spec.graceful_timeout_seconds)
         self._note(found)
         change, pre_stop = self._pre_stop(container)
-        readiness = self._readiness(container, pre_stop)
+        readiness = self._readiness(container)
         budget = replace(self._budget(pre_stop, timeout.seconds),
                          pre_stop_known=change != "keep-unknown")
         return ContainerPlan(name=container.name, timeout=timeout, pre_stop=change,
@@ -236,8 +237,17 @@ class _Planner:
         relative, value = existing.value_for(seconds)
         self.builder.set(hook_path.join(relative), value)
 
-    def _readiness(self, container: ContainerView, pre_stop: int) -> ReadinessPlan | None:
-        """Tune an existing readiness probe so the pod leaves the endpoints within S."""
+    def _readiness(self, container: ContainerView) -> ReadinessPlan | None:
+        """Shorten an existing readiness probe's window to the policy's, if it asks.
+
+        Not part of the drain budget: the endpoints drop a terminating Pod because
+        of its deletion timestamp, and SIGTERM comes only after the preStop, so a
+        readiness flip on SIGTERM changes only the EndpointSlice ``serving``
+        condition (which a few load balancers use for terminating endpoints).
+        Under ``Keep`` only fields the user left to Kubernetes' defaults are set,
+        never a value the user wrote; no period is set below the probe's
+        timeout; an exec probe that would run more often is a warning.
+        """
         probe = container.raw.get("readinessProbe")
         if probe is None:
             return None
@@ -248,22 +258,43 @@ class _Planner:
                         where / "periodSeconds")
         threshold = _whole(probe.get("failureThreshold"),
                            KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD, where / "failureThreshold")
+        probe_timeout = _whole(probe.get("timeoutSeconds"), KUBERNETES_DEFAULT_PROBE_TIMEOUT,
+                               where / "timeoutSeconds")
         current = ReadinessPlan(period, threshold)
         tuning = self.spec.readiness
         if tuning is None:
             return current
-        target = ReadinessPlan(tuning.period_seconds, tuning.failure_threshold)
-        too_long = current.window > pre_stop
-        if too_long:
+        target_period = max(tuning.period_seconds, probe_timeout)
+        if self.spec.user_values == "Overwrite":
+            target = ReadinessPlan(target_period, tuning.failure_threshold)
+        elif current.window > tuning.window:
+            target = ReadinessPlan(
+                period if "periodSeconds" in probe else min(period, target_period),
+                threshold if "failureThreshold" in probe
+                else min(threshold, tuning.failure_threshold))
+        else:
+            target = current
+        name = clip(container.name)
+        if target == current:
+            if current.window > tuning.window:
+                self.warnings.append(warning(
+                    f"kept readiness probe of container {name}: window {current.window}s"
+                    f" > policy's {tuning.window}s"))
+            return current
+        if current.window > tuning.window:
             self.findings.append(Finding(
                 FindingCode.ReadinessWindowTooLong,
-                f"container {clip(container.name)}: readiness window {current.window}s"
-                f" ({period}s x {threshold}) > preStop {pre_stop}s", container.name))
-        if too_long or (self.spec.user_values == "Overwrite" and current != target):
+                f"container {name}: readiness window {current.window}s"
+                f" ({period}s x {threshold}) > policy's {tuning.window}s", container.name))
+        if target.period_seconds != period:
             self.builder.set(where / "periodSeconds", target.period_seconds)
+            if isinstance(probe.get("exec"), Mapping):
+                self.warnings.append(warning(
+                    f"container {name}: exec readiness probe now runs every"
+                    f" {target.period_seconds}s (was {period}s)"))
+        if target.failure_threshold != threshold:
             self.builder.set(where / "failureThreshold", target.failure_threshold)
-            return target
-        return current
+        return target
 
     def _grace(self, pod_path: Pointer, current: int | None, budget: Budget,
                unknown: list[str]) -> int:

@@ -25,7 +25,9 @@ class FindingCode(StrEnum):
     PreStopMissing = "PreStopMissing"
     #: A preStop sleep we can read is shorter than the policy's S.
     PreStopTooShort = "PreStopTooShort"
-    #: readiness ``periodSeconds * failureThreshold`` exceeds S.
+    #: A readiness probe's ``periodSeconds * failureThreshold`` exceeds the policy's
+    #: ``readiness`` window, and the policy may shorten it (not a drain-budget rule: the
+    #: endpoints drop the Pod at deletion; this only speeds up the ``serving`` flip).
     ReadinessWindowTooLong = "ReadinessWindowTooLong"
     #: The timeout or hook-length annotation, or a command-line flag, could not be read.
     UnreadableTimeout = "UnreadableTimeout"

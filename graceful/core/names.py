@@ -32,5 +32,6 @@ KUBERNETES_DEFAULT_GRACE_SECONDS: Final = 30
 #: Kubernetes' defaults for a readiness probe's timing fields.
 KUBERNETES_DEFAULT_PROBE_PERIOD: Final = 10
 KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD: Final = 3
+KUBERNETES_DEFAULT_PROBE_TIMEOUT: Final = 1
 #: Admission warnings should stay below this length (the API server truncates).
 WARNING_LIMIT: Final = 120

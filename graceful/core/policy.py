@@ -110,14 +110,18 @@ class Drain(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Readiness probe timing, so a pod that turns not-ready on SIGTERM leaves within S."""
+    """Readiness probe timing, so a pod that turns not-ready on SIGTERM stops ``serving`` soon.
+
+    Not a drain-budget rule: the endpoints mark a terminating Pod not ready
+    because of its deletion timestamp, whatever its probe says.
+    """
 
     model_config = _SPEC
 
     period_seconds: int = Field(default=1, ge=1, le=300, alias="periodSeconds")
-    """The probe period set on containers whose window is longer than S."""
+    """The probe period set where the window is too long (never below ``timeoutSeconds``)."""
     failure_threshold: int = Field(default=3, ge=1, le=100, alias="failureThreshold")
-    """Failures before not-ready; ``periodSeconds * failureThreshold`` must fit in S."""
+    """Failures before not-ready."""
 
     @property
     def window(self) -> int:
@@ -141,7 +145,8 @@ class PolicySpec(BaseModel):
     drain: Drain = Drain()
     """S, M and the ceiling."""
     readiness: Readiness | None = None
-    """When set, existing readiness probes are tuned to leave within S."""
+    """When set, existing readiness probes get at most this window (``Keep``: only fields
+    left to Kubernetes' defaults); it shortens the ``serving`` flip, not the drain."""
     containers: Annotated[list[ContainerName], Field(max_length=32)] = []
     """Container names the policy applies to; empty means every app container."""
     user_values: UserValues = Field(default="Keep", alias="userValues")
@@ -154,8 +159,6 @@ class PolicySpec(BaseModel):
                   + drain.safety_margin_seconds)
         if needed > drain.max_grace_period_seconds:
             raise ValueError(MESSAGES["ceiling"])
-        if self.readiness is not None and self.readiness.window > drain.pre_stop_sleep_seconds:
-            raise ValueError(MESSAGES["readiness_window"])
         if len(set(self.containers)) != len(self.containers):
             raise ValueError(MESSAGES["containers_unique"])
         return self
@@ -268,8 +271,6 @@ MESSAGES: dict[str, str] = {
     "ceiling": "maxGracePeriodSeconds must be at least preStopSleepSeconds"
                " + gracefulTimeoutSeconds + safetyMarginSeconds",
     "sleep_action": "preStopSleepSeconds must be at least 1 when preStopAction is Sleep",
-    "readiness_window": "readiness periodSeconds * failureThreshold must not exceed"
-                        " drain.preStopSleepSeconds",
     "containers_unique": "containers must not repeat a name",
     "selector_values": "values must be non-empty for In and NotIn, and empty for"
                        " Exists and DoesNotExist",
@@ -281,7 +282,6 @@ MESSAGES: dict[str, str] = {
 _FIELD_OF_MESSAGE = {
     MESSAGES["ceiling"]: "drain.maxGracePeriodSeconds",
     MESSAGES["sleep_action"]: "preStopSleepSeconds",
-    MESSAGES["readiness_window"]: "readiness",
     MESSAGES["containers_unique"]: "containers",
     MESSAGES["selector_values"]: "values",
     MESSAGES["selector_empty"]: "",

@@ -145,9 +145,8 @@ def draw(t: Timings, width: int = 72, indent: str = "  ") -> list[str]:
     if t.readiness_window is not None:
         ready_end = max(column_of(min(t.readiness_window, last)), 2)
         window = "[" + "~" * max(ready_end - 2, 0) + "]"
-        fits = ("fits in the preStop sleep" if t.readiness_window <= t.sigterm
-                else "longer than the preStop sleep")
-        lines.append(indent + f"{window} readiness window {t.readiness_window}s ({fits})")
+        lines.append(indent + f"{window} readiness window {t.readiness_window}s (after SIGTERM"
+                     " it only changes 'serving': the endpoints drop the pod at delete)")
     return lines
 
 

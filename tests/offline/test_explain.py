@@ -29,9 +29,9 @@ def test_examples_worker() -> None:
 def test_gunicorn_flag_and_readiness() -> None:
     result = invoke(explain_cli, "-f", str(EXAMPLES), "--width", "70")
     web = result.out.split("Deployment default/web")[1].split("Deployment default/worker")[0]
-    assert "container web: G = 60s from its command line (--graceful-timeout)" in web
-    assert "readiness window 30s (longer than the preStop sleep)" in web
-    assert "readiness window 3s (fits in the preStop sleep)" in web
+    assert "container web: G = 60s from its command line (gunicorn --graceful-timeout)" in web
+    # drawn as written and after admission: the user's 10s x 3 is kept (Keep)
+    assert web.count("readiness window 30s (after SIGTERM it only changes 'serving'") == 2
 
 
 def test_not_opted_in_shows_what_kubernetes_gives(write: Writer) -> None:
