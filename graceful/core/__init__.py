@@ -37,6 +37,7 @@ from graceful.core.policy import (
     Readiness,
 )
 from graceful.core.report import WorkloadResult, summarize
+from graceful.core.rollout import Rollout, rollout_of
 from graceful.core.selection import selector_matches
 from graceful.core.stale import stale_pods
 from graceful.core.timeout_sources import Timeout
@@ -72,6 +73,7 @@ __all__ = [
     "PolicyStatus",
     "Readiness",
     "ReadinessPlan",
+    "Rollout",
     "Timeout",
     "WorkloadResult",
     "escape",
@@ -79,6 +81,7 @@ __all__ = [
     "is_bare_pod",
     "is_compliant",
     "parse_seconds",
+    "rollout_of",
     "selector_matches",
     "stale_pods",
     "summarize",

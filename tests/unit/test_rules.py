@@ -10,10 +10,12 @@ import copy
 from typing import Any
 
 import jsonpatch
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from graceful.core import FindingCode, GracefulPolicy, evaluate, is_bare_pod, is_compliant, prestop
+from graceful.core.rollout import rollout_of
 
 POLICY = GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": {}})
 
@@ -112,3 +114,55 @@ def test_overwrite_never_shortens_the_grace_of_an_unknown_hook(
         assert decision.plan.budget.pre_stop_known is False
         assert "at least" in decision.plan.budget.explain()
     assert evaluate(decision.admitted, [policy]).patch == []  # type: ignore[arg-type]
+
+
+# --- rule 10: stale Pods are not a rollout in progress ------------------------------------
+
+
+def workload(kind: str, *, generation: int = 2, observed: int | None = 2,
+             spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {"kind": kind, "metadata": {"generation": generation},
+                           "spec": spec or {}, "status": dict(status)}
+    if observed is not None:
+        obj["status"]["observedGeneration"] = observed
+    return obj
+
+
+@pytest.mark.parametrize(("obj", "state"), [
+    (workload("Deployment", spec={"replicas": 3}, updatedReplicas=3, replicas=3), "complete"),
+    (workload("Deployment", spec={"replicas": 3}, updatedReplicas=1, replicas=4), "progressing"),
+    (workload("Deployment", spec={"replicas": 2}, updatedReplicas=2, replicas=3), "progressing"),
+    (workload("Deployment", observed=1, updatedReplicas=1, replicas=1), "progressing"),
+    (workload("Deployment", observed=None), "progressing"),  # status not written yet
+    (workload("Deployment", spec={"paused": True}, updatedReplicas=0, replicas=1), "paused"),
+    (workload("Deployment", updatedReplicas=1, replicas=1), "complete"),  # replicas default 1
+    (workload("StatefulSet", spec={"replicas": 2}, currentRevision="a", updateRevision="b",
+              updatedReplicas=1), "progressing"),
+    (workload("StatefulSet", spec={"replicas": 2}, currentRevision="b", updateRevision="b",
+              updatedReplicas=2), "complete"),
+    (workload("StatefulSet", spec={"updateStrategy": {"type": "OnDelete"}},
+              currentRevision="a", updateRevision="b"), "manual"),
+    (workload("StatefulSet", spec={"replicas": 3, "updateStrategy": {
+        "type": "RollingUpdate", "rollingUpdate": {"partition": 2}}},
+        currentRevision="a", updateRevision="b"), "manual"),
+    (workload("DaemonSet", desiredNumberScheduled=3, updatedNumberScheduled=1), "progressing"),
+    (workload("DaemonSet", desiredNumberScheduled=3, updatedNumberScheduled=3), "complete"),
+    (workload("DaemonSet", spec={"updateStrategy": {"type": "OnDelete"}},
+              desiredNumberScheduled=3, updatedNumberScheduled=0), "manual"),
+    ({"kind": "Pod"}, "none"),
+    ({"kind": "Job"}, "none"),
+])
+def test_the_rollout_state_comes_from_status_fields(obj: dict[str, Any], state: str) -> None:
+    found = rollout_of(obj)
+    assert found.state == state, found.reason
+    assert found.replaces_pods is (state == "progressing")
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers(-3, 5) | st.text(max_size=3),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                        st.sampled_from(["kind", "spec", "status", "metadata", "paused",
+                                         "replicas", "updatedReplicas", "generation",
+                                         "observedGeneration", "updateStrategy", "type"]),
+                        c, max_size=4), max_leaves=20))
+def test_rollout_of_never_raises(obj: Any) -> None:
+    assert rollout_of(obj).state in ("progressing", "complete", "paused", "manual", "none")
