@@ -147,6 +147,7 @@ class _Planner:
             budget = self._budget(spec.drain.pre_stop_sleep_seconds, timeout.seconds)
         unknown = [p.name for p in plans if not p.pre_stop_known]
         grace = self._grace(pod.path, pod.grace, budget, unknown)
+        self._restart_grace(selected, pod.grace, grace)
         untouched = tuple(c.name for c in pod.containers if c not in selected) + pod.sidecars
         plan = Plan(pod_spec_path=str(pod.path), budget=budget, grace_period_seconds=grace,
                     containers=plans, untouched=untouched)
@@ -295,6 +296,33 @@ class _Planner:
         if target.failure_threshold != threshold:
             self.builder.set(where / "failureThreshold", target.failure_threshold)
         return target
+
+    def _restart_grace(self, containers: list[ContainerView], current: int | None,
+                       new: int) -> None:
+        """Keep restarts after a failed liveness or startup probe as fast as before.
+
+        The kubelet restarts such a container with the Pod's grace period unless
+        the probe sets its own ``terminationGracePeriodSeconds`` (GA in 1.27): a
+        hung app under a one-hour T would wait an hour. Where the policy raises T,
+        each such probe without its own value gets the Pod's previous effective
+        grace period (30 s when unset); a long T without it is a finding.
+        """
+        previous = KUBERNETES_DEFAULT_GRACE_SECONDS if current is None else current
+        for container in containers:
+            for kind in ("livenessProbe", "startupProbe"):
+                probe = container.raw.get(kind)
+                if not isinstance(probe, Mapping) or probe.get(
+                        "terminationGracePeriodSeconds") is not None:
+                    continue
+                if previous > KUBERNETES_DEFAULT_GRACE_SECONDS:
+                    self.findings.append(Finding(
+                        FindingCode.ProbeGracePeriodMissing,
+                        f"container {clip(container.name)}: {kind} has no"
+                        f" terminationGracePeriodSeconds: a failed probe restarts after"
+                        f" {previous}s", container.name))
+                if new > previous:
+                    self.builder.set(container.path / kind / "terminationGracePeriodSeconds",
+                                     max(previous, 1))
 
     def _grace(self, pod_path: Pointer, current: int | None, budget: Budget,
                unknown: list[str]) -> int:

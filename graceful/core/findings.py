@@ -47,6 +47,9 @@ class FindingCode(StrEnum):
     PreStopDurationUnknown = "PreStopDurationUnknown"
     #: A preStop hook the kubelet does not run (``tcpSocket``): the app gets SIGTERM at once.
     PreStopInvalid = "PreStopInvalid"
+    #: A liveness or startup probe without its own ``terminationGracePeriodSeconds`` on a
+    #: long grace period: a hung container waits all of T before it is restarted.
+    ProbeGracePeriodMissing = "ProbeGracePeriodMissing"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ NEEDS_USER: Final = frozenset({
     FindingCode.GracePeriodAboveCeiling,
     FindingCode.PreStopDurationUnknown,
     FindingCode.PreStopInvalid,
+    FindingCode.ProbeGracePeriodMissing,
 })
 
 
