@@ -21,6 +21,7 @@ from graceful.core.budget import Budget
 from graceful.core.findings import Finding, FindingCode, clip, is_compliant, warning
 from graceful.core.names import (
     ANNOTATION_PRESTOP_SECONDS,
+    GROUP,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
     KUBERNETES_DEFAULT_PROBE_PERIOD,
@@ -33,7 +34,9 @@ from graceful.core.podspec import (
     UnreadableObject,
     annotations_of,
     labels_of,
+    metadata_of,
     read_pod_spec,
+    string_map,
 )
 from graceful.core.policy import GracefulPolicy, PolicySpec
 from graceful.core.selection import select
@@ -68,12 +71,60 @@ class Decision:
         return is_compliant(self.opted_in, self.policy is not None, self.findings)
 
 
-def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Decision:
+def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy], *,
+             previous: Mapping[str, Any] | None = None) -> Decision:
     """Decide the shutdown settings of ``obj`` under the policies of its namespace.
+
+    ``previous`` is the stored object of an UPDATE. When its pod template and
+    its ``graceful.io/*`` annotations equal ``obj``'s, nothing is mutated (an
+    unrelated ``kubectl annotate``, or a GitOps sync after a policy edit, must
+    not roll the workload): the findings still say what differs, the audit
+    reports the drift, and the next template change applies the policy.
 
     Never raises on a malformed object: it returns a decision with a warning
     (and, when the object opted in, an ``UnreadableWorkload`` finding).
     """
+    decision = _evaluate(obj, policies)
+    if previous is None or not decision.patch or not same_template(previous, obj):
+        return decision
+    return replace(decision, patch=[], admitted=obj, warnings=_unique([
+        warning("pod template unchanged: not mutated (no rollout); the next template"
+                " change applies the policy"),
+        *(w for w in decision.warnings if not w.startswith("graceful: budget "))]))
+
+
+def _template_of(obj: Mapping[str, Any]) -> Any:
+    spec = obj.get("spec") if isinstance(obj, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return None
+    if obj.get("kind") == "CronJob":
+        job = spec.get("jobTemplate")
+        return job.get("spec", {}).get("template") if isinstance(job, Mapping) and isinstance(
+            job.get("spec"), Mapping) else None
+    return spec.get("template")
+
+
+def _graceful_annotations(obj: Mapping[str, Any]) -> dict[str, str]:
+    try:
+        annotations = string_map(metadata_of(obj).get("annotations"), "/metadata/annotations")
+    except UnreadableObject:
+        return {}
+    return {k: v for k, v in annotations.items() if k.startswith(f"{GROUP}/")}
+
+
+def same_template(previous: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """Whether an UPDATE leaves the pod template and the ``graceful.io/*`` annotations alone.
+
+    Only then can the webhook's patch be the one thing that changes the
+    template, i.e. the one thing that starts a rollout. A bare Pod's spec is
+    immutable, so for Pods this is never asked.
+    """
+    template = _template_of(obj)
+    return (template is not None and template == _template_of(previous)
+            and _graceful_annotations(obj) == _graceful_annotations(previous))
+
+
+def _evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Decision:
     try:
         annotations = annotations_of(obj)
         labels = labels_of(obj)

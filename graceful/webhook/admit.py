@@ -71,7 +71,8 @@ def judge(review: AdmissionReview, policies: PolicyLookup) -> Verdict:
         if not _handled(review) or obj is None:
             return Verdict(AdmissionResponse(uid=uid), "skipped")
         namespace = request.namespace or _namespace_of(obj)
-        decision = evaluate(obj, list(policies(namespace)))
+        previous = request.old_object if request.operation == "UPDATE" else None
+        decision = evaluate(obj, list(policies(namespace)), previous=previous)
         return _respond(uid, obj, decision)
     except Exception:  # the engine or the lookup failed: never the reason a deploy fails
         log.exception("admission of %s %s/%s failed; admitted unchanged",

@@ -314,6 +314,11 @@ def test_shared_case_through_the_api_server(webhook: Webhook, kubectl: Kubectl, 
         placed = copy.deepcopy(obj)
         placed["metadata"]["namespace"] = namespace
         policies.append(placed)
+    if case.previous is not None:
+        # an UPDATE: store the previous object first, before its policy exists (so unmutated)
+        stored = copy.deepcopy(case.previous)
+        stored["metadata"]["namespace"] = namespace
+        kubectl("create", "-f", "-", input=json.dumps(stored))
     install_policy(kubectl, namespace, *policies)
     obj = copy.deepcopy(case.object)
     obj["metadata"]["namespace"] = namespace

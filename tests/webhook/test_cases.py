@@ -39,7 +39,10 @@ def test_the_table_is_not_empty() -> None:
 @pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
 def test_case_through_the_app(case: Case, operation: str) -> None:
     with TestClient(create_app(_cache(case))) as client:
-        body = review_dict(copy.deepcopy(case.object), operation=operation, uid=case.name)
+        if case.previous is not None:  # the case is an UPDATE of that stored object
+            operation = "UPDATE"
+        body = review_dict(copy.deepcopy(case.object), operation=operation, uid=case.name,
+                           old=copy.deepcopy(case.previous))
         response = client.post("/mutate", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()["response"]
