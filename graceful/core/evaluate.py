@@ -296,9 +296,11 @@ class _Planner:
         of its deletion timestamp, and SIGTERM comes only after the preStop, so a
         readiness flip on SIGTERM changes only the EndpointSlice ``serving``
         condition (which a few load balancers use for terminating endpoints).
-        Under ``Keep`` only fields the user left to Kubernetes' defaults are set,
-        never a value the user wrote; no period is set below the probe's
-        timeout; an exec probe that would run more often is a warning.
+        Only under ``Overwrite``: the API server fills in the probe's defaults
+        before any mutating webhook sees it, so every value looks like one the
+        user wrote, and ``Keep`` never lowers one (a longer window is a warning).
+        No period is set below the probe's timeout; an exec probe that would run
+        more often is a warning.
         """
         probe = container.raw.get("readinessProbe")
         if probe is None:
@@ -319,11 +321,6 @@ class _Planner:
         target_period = max(tuning.period_seconds, probe_timeout)
         if self.spec.user_values == "Overwrite":
             target = ReadinessPlan(target_period, tuning.failure_threshold)
-        elif current.window > tuning.window:
-            target = ReadinessPlan(
-                period if "periodSeconds" in probe else min(period, target_period),
-                threshold if "failureThreshold" in probe
-                else min(threshold, tuning.failure_threshold))
         else:
             target = current
         name = clip(container.name)
@@ -419,6 +416,12 @@ class _Planner:
             self.warnings.append(warning(
                 f"capped at {new}s by maxGracePeriodSeconds {budget.ceiling}s:"
                 f" budget {budget.required}s is {budget.required - new}s short"))
+        limit = self.spec.drain.shortest_limit()
+        if limit is not None and budget.required > limit.seconds:
+            message = (f"{clip(limit.name, 40)} allows {limit.seconds}s: budget"
+                       f" {budget.required}s is cut {budget.required - limit.seconds}s short")
+            self.findings.append(Finding(FindingCode.PlatformLimitBelowBudget, message))
+            self.warnings.append(warning(message))
         return new
 
 

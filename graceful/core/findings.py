@@ -50,6 +50,9 @@ class FindingCode(StrEnum):
     #: A liveness or startup probe without its own ``terminationGracePeriodSeconds`` on a
     #: long grace period: a hung container waits all of T before it is restarted.
     ProbeGracePeriodMissing = "ProbeGracePeriodMissing"
+    #: S + G + M exceeds a platform limit the policy declares (``drain.platformLimits``):
+    #: that shutdown (a node drain, a spot notice) kills the app mid-drain whatever T is.
+    PlatformLimitBelowBudget = "PlatformLimitBelowBudget"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ NEEDS_USER: Final = frozenset({
     FindingCode.PreStopDurationUnknown,
     FindingCode.PreStopInvalid,
     FindingCode.ProbeGracePeriodMissing,
+    FindingCode.PlatformLimitBelowBudget,
 })
 
 

@@ -86,6 +86,24 @@ class LabelSelector(BaseModel):
         return self
 
 
+class PlatformLimit(BaseModel):
+    """A limit outside the Pod that cuts its grace period short, declared by the policy.
+
+    The platform, not the Pod, decides how long some shutdowns may take:
+    cluster-autoscaler's ``--max-graceful-termination-sec`` (default 600 s),
+    graceful node shutdown (``shutdownGracePeriod - shutdownGracePeriodCriticalPods``),
+    a Karpenter NodePool's ``terminationGracePeriod``, a spot interruption notice
+    (30 s to 2 minutes). A budget above such a limit is cut there, whatever T says.
+    """
+
+    model_config = _SPEC
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    """What imposes it, as the warnings name it (``cluster-autoscaler``, ``spot notice``)."""
+    seconds: int = Field(ge=1, le=MAX_SECONDS)
+    """The longest shutdown it allows, in seconds."""
+
+
 class Drain(BaseModel):
     """How the pod leaves: preStop sleep S, margin M, the ceiling for T."""
 
@@ -101,6 +119,14 @@ class Drain(BaseModel):
     """The ceiling for terminationGracePeriodSeconds; a cut is a finding, never silent."""
     pre_stop_action: PreStopAction = Field(default="Sleep", alias="preStopAction")
     """``Sleep``: the native sleep action (Kubernetes >= 1.30); ``Exec``: runs ``sleep S``."""
+    platform_limits: Annotated[list[PlatformLimit], Field(max_length=8)] = Field(
+        default=[], alias="platformLimits", max_length=8)
+    """Limits of the platform that cut T on some shutdowns (node drains, spot notices);
+    a budget above the shortest is a warning and a finding naming it, never silent."""
+
+    def shortest_limit(self) -> PlatformLimit | None:
+        """The platform limit that cuts first, if any is declared."""
+        return min(self.platform_limits, key=lambda limit: limit.seconds, default=None)
 
     @model_validator(mode="after")
     def _sleep_needs_seconds(self) -> Drain:
@@ -145,8 +171,8 @@ class PolicySpec(BaseModel):
     drain: Drain = Drain()
     """S, M and the ceiling."""
     readiness: Readiness | None = None
-    """When set, existing readiness probes get at most this window (``Keep``: only fields
-    left to Kubernetes' defaults); it shortens the ``serving`` flip, not the drain."""
+    """Under ``Overwrite``, existing readiness probes get this timing (``Keep`` only warns
+    about a longer window); it shortens the ``serving`` flip, not the drain."""
     containers: Annotated[list[ContainerName], Field(max_length=32)] = []
     """Container names the policy applies to; empty means every app container."""
     user_values: UserValues = Field(default="Keep", alias="userValues")

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from graceful.core import Decision, GracefulPolicy, evaluate, prestop
+from graceful.core import ContainerPlan, Decision, GracefulPolicy, evaluate, prestop
 from graceful.core.names import (
     ANNOTATION_POLICY,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
@@ -104,6 +104,15 @@ def _unmanaged_timeout(obj: Mapping[str, Any], raw: Mapping[str, Any]) -> Timeou
     return found
 
 
+def _platform_limit(policy: GracefulPolicy | None, plan: ContainerPlan | None) -> list[str]:
+    """A line naming the platform limit that cuts this container's drain, if one does."""
+    limit = policy.spec.drain.shortest_limit() if policy is not None else None
+    if limit is None or plan is None or plan.budget.required <= limit.seconds:
+        return []
+    return [f"    but {limit.name} allows {limit.seconds}s: on that shutdown SIGKILL comes at"
+            f" {limit.seconds}s, {plan.budget.required - limit.seconds}s before the drain ends"]
+
+
 def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> list[str]:
     title = f"{doc.kind} {namespace}/{doc.name}"
     policy: GracefulPolicy | None = decision.policy
@@ -154,6 +163,7 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
         elif container_plan is not None and policy is not None:
             lines.append("  the webhook changes nothing here"
                          + (" (the policy only audits)" if policy.spec.mode == "Audit" else ""))
+        lines.extend(_platform_limit(policy, container_plan))
     for name in pod.sidecars:
         lines.append("")
         lines.append(f"sidecar {name}: stopped by the kubelet after the app containers; left alone")

@@ -79,3 +79,15 @@ def test_no_workload_and_bad_input_exit_2(write: Writer) -> None:
                           " in the input\n")
     result = invoke(explain_cli, "-f", str(write("bad.yaml", "a: [")))
     assert result.code == 2 and result.err.startswith("graceful explain: ")
+
+
+def test_the_platform_limit_that_cuts_the_drain_is_named(write: Writer) -> None:
+    policy = yaml.safe_load(POLICY)
+    policy["spec"].setdefault("drain", {})["platformLimits"] = [
+        {"name": "cluster-autoscaler", "seconds": 600}, {"name": "spot notice", "seconds": 120}]
+    obj = yaml.safe_load(deployment(annotations={"graceful.io/policy": "apps",
+                                                 "graceful.io/graceful-timeout": "3600"}))
+    path = write("limits.yaml", yaml.safe_dump(policy) + "---\n" + yaml.safe_dump(obj))
+    result = invoke(explain_cli, "-f", str(path))
+    assert result.code == 0, result.err
+    assert "but spot notice allows 120s: on that shutdown SIGKILL comes at 120s" in result.out
