@@ -21,6 +21,7 @@ from graceful.core.budget import Budget
 from graceful.core.findings import Finding, FindingCode, clip, is_compliant, warning
 from graceful.core.names import (
     ANNOTATION_PRESTOP_SECONDS,
+    BATCH_KINDS,
     GROUP,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
@@ -32,11 +33,13 @@ from graceful.core.plan import ContainerPlan, Plan, PreStopChange, ReadinessPlan
 from graceful.core.podspec import (
     ContainerView,
     UnreadableObject,
+    UnsupportedKind,
     annotations_of,
     labels_of,
     metadata_of,
     read_pod_spec,
     string_map,
+    template_path,
 )
 from graceful.core.policy import GracefulPolicy, PolicySpec
 from graceful.core.selection import select
@@ -94,14 +97,10 @@ def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy], *,
 
 
 def _template_of(obj: Mapping[str, Any]) -> Any:
-    spec = obj.get("spec") if isinstance(obj, Mapping) else None
-    if not isinstance(spec, Mapping):
-        return None
-    if obj.get("kind") == "CronJob":
-        job = spec.get("jobTemplate")
-        return job.get("spec", {}).get("template") if isinstance(job, Mapping) and isinstance(
-            job.get("spec"), Mapping) else None
-    return spec.get("template")
+    node: Any = obj
+    for part in template_path(obj).parts:
+        node = node.get(str(part)) if isinstance(node, Mapping) else None
+    return node
 
 
 def _graceful_annotations(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -144,6 +143,13 @@ def _evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> Dec
         )
     try:
         return _Planner(obj, annotations, selection.policy).decide()
+    except UnsupportedKind as exc:
+        return Decision(
+            opted_in=True, policy_name=name, policy=selection.policy,
+            warnings=[warning(f"{exc}; not mutated")],
+            findings=[Finding(FindingCode.UnsupportedKind, f"{exc}: not handled")],
+            admitted=obj,
+        )
     except UnreadableObject as exc:
         return Decision(
             opted_in=True, policy_name=name, policy=selection.policy,
@@ -239,9 +245,15 @@ class _Planner:
                              pre_stop_seconds=pre_stop, readiness=readiness, budget=budget)
 
     def _pre_stop(self, container: ContainerView) -> tuple[PreStopChange, int]:
-        """Add, raise or keep the preStop hook; returns the change and the sleep it counts."""
+        """Add, raise or keep the preStop hook; returns the change and the sleep it counts.
+
+        A Job's or CronJob's Pod has no endpoints to leave, so it gets no sleep
+        (T = G + M) unless the policy asks with ``drain.batchPreStop``.
+        """
         drain = self.spec.drain
         wanted = drain.pre_stop_sleep_seconds
+        if self.obj.get("kind") in BATCH_KINDS and not drain.batch_pre_stop:
+            wanted = 0
         lifecycle = container.raw.get("lifecycle")
         if lifecycle is not None and not isinstance(lifecycle, Mapping):
             raise UnreadableObject(f"{container.path}/lifecycle is not an object")

@@ -53,6 +53,8 @@ class FindingCode(StrEnum):
     #: S + G + M exceeds a platform limit the policy declares (``drain.platformLimits``):
     #: that shutdown (a node drain, a spot notice) kills the app mid-drain whatever T is.
     PlatformLimitBelowBudget = "PlatformLimitBelowBudget"
+    #: The object opted in but is of a kind the engine does not handle: never silence.
+    UnsupportedKind = "UnsupportedKind"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ NEEDS_USER: Final = frozenset({
     FindingCode.PreStopInvalid,
     FindingCode.ProbeGracePeriodMissing,
     FindingCode.PlatformLimitBelowBudget,
+    FindingCode.UnsupportedKind,
 })
 
 

@@ -25,7 +25,9 @@ ANNOTATION_PRESTOP_SECONDS: Final = "graceful.io/prestop-seconds"
 
 DEFAULT_OPERATOR_NAMESPACE: Final = "graceful-system"
 
-WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Pod")
+WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
+#: Kinds whose Pods run to completion: no endpoints to leave, so no preStop by default.
+BATCH_KINDS: Final = ("Job", "CronJob")
 
 #: Kubernetes' own default for ``terminationGracePeriodSeconds``.
 KUBERNETES_DEFAULT_GRACE_SECONDS: Final = 30

@@ -119,6 +119,9 @@ class Drain(BaseModel):
     """The ceiling for terminationGracePeriodSeconds; a cut is a finding, never silent."""
     pre_stop_action: PreStopAction = Field(default="Sleep", alias="preStopAction")
     """``Sleep``: the native sleep action (Kubernetes >= 1.30); ``Exec``: runs ``sleep S``."""
+    batch_pre_stop: bool = Field(default=False, alias="batchPreStop")
+    """Also give Jobs' and CronJobs' Pods the preStop sleep (they have no endpoints to
+    leave, so by default T = G + M for them)."""
     platform_limits: Annotated[list[PlatformLimit], Field(max_length=8)] = Field(
         default=[], alias="platformLimits", max_length=8)
     """Limits of the platform that cut T on some shutdowns (node drains, spot notices);
@@ -204,7 +207,7 @@ class Mismatch(BaseModel):
 
     model_config = _SPEC
 
-    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Pod"]
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"]
     name: Annotated[str, Field(min_length=1, max_length=253)]
     reasons: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=16)] = []
 

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import yaml
 
-from graceful.core import KIND, WORKLOAD_KINDS, GracefulPolicy, PolicyError
+from graceful.core import ANNOTATION_POLICY, KIND, WORKLOAD_KINDS, GracefulPolicy, PolicyError
 
 #: libyaml's safe loader when PyYAML was built with it, else the pure-Python one.
 #: Same documents, same errors (both are safe loaders), several times faster on
@@ -134,6 +134,12 @@ class Inventory:
     """namespace -> its GracefulPolicies."""
 
 
+def _opted_in(doc: Document) -> bool:
+    meta = doc.obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    return isinstance(annotations, Mapping) and ANNOTATION_POLICY in annotations
+
+
 def inventory(documents: Iterable[Document], default_namespace: str) -> Inventory:
     """Sort objects into workloads and policies; other kinds are ignored.
 
@@ -161,6 +167,8 @@ def inventory(documents: Iterable[Document], default_namespace: str) -> Inventor
                                  f" is also defined in {seen[key]}")
             seen[key] = doc.source
             policies.setdefault(namespace, []).append(policy)
-        elif doc.kind in WORKLOAD_KINDS:
+        elif doc.kind in WORKLOAD_KINDS or _opted_in(doc):
+            # an annotated object of a kind the engine does not handle is reported
+            # (UnsupportedKind), never skipped in silence
             workloads.append((namespace, doc))
     return Inventory(workloads, policies)

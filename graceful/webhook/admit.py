@@ -24,7 +24,8 @@ from typing import Any, Final, Literal
 
 import jsonpatch
 
-from graceful.core import Decision, GracefulPolicy, evaluate, is_bare_pod
+from graceful.core import Decision, GracefulPolicy, evaluate
+from graceful.core.podspec import controller_of
 from graceful.webhook.review import AdmissionResponse, AdmissionReview
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,14 @@ HANDLED: Final = frozenset({
     ("apps", "v1", "Deployment"),
     ("apps", "v1", "StatefulSet"),
     ("apps", "v1", "DaemonSet"),
+    ("batch", "v1", "Job"),
+    ("batch", "v1", "CronJob"),
     ("", "v1", "Pod"),
 })
+#: Kinds whose pod template cannot change after creation: only their CREATE is
+#: patched, and only when no controller made them (a CronJob's Jobs, a ReplicaSet's Pods
+#: were handled through their controller's template).
+IMMUTABLE_TEMPLATE: Final = frozenset({"Pod", "Job"})
 
 #: The API server truncates longer warnings; kubectl prints each on a line.
 WARNING_LIMIT: Final = 120
@@ -90,12 +97,12 @@ def _handled(review: AdmissionReview) -> bool:
         return False
     if (kind.group, kind.version, kind.kind) not in HANDLED:
         return False
-    if kind.kind != "Pod":
+    if kind.kind not in IMMUTABLE_TEMPLATE:
         return True
-    # A Pod's spec is immutable once created: patching an UPDATE would fail it.
-    # A controller's Pods were already handled through its template.
+    # A Pod's spec and a Job's template are immutable once created: patching an
+    # UPDATE would fail it. A controller's Pods and Jobs were handled through its template.
     return (request.operation == "CREATE" and request.object is not None
-            and is_bare_pod(request.object))
+            and controller_of(request.object) is None)
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:

@@ -175,6 +175,9 @@ def get(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj["kind"] == "CronJob":
+        cron: dict[str, Any] = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return cron
     spec: dict[str, Any] = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
     return spec
 

@@ -14,7 +14,8 @@ CASES = load_cases()
 def test_the_table_is_large_enough() -> None:
     assert len(CASES) >= 15
     assert len({c.name for c in CASES}) == len(CASES)
-    assert {c.kind for c in CASES} == {"Deployment", "StatefulSet", "DaemonSet", "Pod"}
+    assert {c.kind for c in CASES} == {"Deployment", "StatefulSet", "DaemonSet", "Job",
+                                       "CronJob", "Pod"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

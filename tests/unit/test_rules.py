@@ -166,3 +166,17 @@ def test_the_rollout_state_comes_from_status_fields(obj: dict[str, Any], state: 
                         c, max_size=4), max_leaves=20))
 def test_rollout_of_never_raises(obj: Any) -> None:
     assert rollout_of(obj).state in ("progressing", "complete", "paused", "manual", "none")
+
+
+# --- rule 8: Jobs, CronJobs, and kinds the engine does not handle ---------------------------
+
+
+def test_an_annotated_object_of_another_kind_is_a_warning_and_a_finding() -> None:
+    rollout = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+               "metadata": {"name": "r", "annotations": {"graceful.io/policy": "p"}},
+               "spec": {"template": {"spec": {"containers": [{"name": "app"}]}}}}
+    decision = evaluate(rollout, [POLICY])
+    assert decision.opted_in and decision.patch == []
+    assert [f.code for f in decision.findings] == [FindingCode.UnsupportedKind]
+    assert any("'Rollout' is not one of" in w for w in decision.warnings)
+    assert evaluate({**rollout, "metadata": {"name": "r"}}, [POLICY]).findings == []

@@ -96,10 +96,21 @@ def test_subresources_are_not_ours() -> None:
 
 
 def test_other_kinds_are_allowed_unchanged() -> None:
-    obj = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "annotations": {
-        "graceful.io/policy": "workers"}}, "spec": {}}
-    verdict = judge(review(obj, kind="Job"), POLICIES)
+    obj = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+        "name": "j", "annotations": {"graceful.io/policy": "workers"}}, "spec": {}}
+    verdict = judge(review(obj, kind="ReplicaSet"), POLICIES)
     assert verdict.outcome == "skipped" and verdict.response.patch is None
+
+
+def test_a_job_is_patched_on_create_only_and_not_when_a_cronjob_made_it() -> None:
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        "name": "j", "annotations": {"graceful.io/policy": "workers"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    assert judge(review(job, kind="Job"), POLICIES).outcome == "mutated"
+    assert judge(review(job, kind="Job", operation="UPDATE"), POLICIES).outcome == "skipped"
+    job["metadata"]["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob",
+                                           "name": "n", "uid": "u", "controller": True}]
+    assert judge(review(job, kind="Job"), POLICIES).outcome == "skipped"
 
 
 def test_pods_owned_by_a_controller_are_skipped() -> None:
