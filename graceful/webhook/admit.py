@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 PolicyLookup = Callable[[str], Iterable[GracefulPolicy]]
 
 #: What happened to one review, for the metrics.
-Outcome = Literal["mutated", "unchanged", "skipped", "error"]
+Outcome = Literal["mutated", "unchanged", "policy_not_found", "skipped", "error"]
 
 #: (group, version, kind) the webhook acts on; anything else is admitted as is.
 HANDLED: Final = frozenset({
@@ -62,6 +62,10 @@ class Verdict:
 
     response: AdmissionResponse
     outcome: Outcome
+    missing: tuple[str, str] | None = None
+    """``(namespace, name)`` of the policy the object names and the lookup did not have:
+    the caller may ask the API server for it and judge again (a policy created in the
+    same ``kubectl apply`` as its workloads may not have reached the cache yet)."""
 
 
 def admit(review: AdmissionReview, policies: PolicyLookup) -> AdmissionResponse:
@@ -80,7 +84,11 @@ def judge(review: AdmissionReview, policies: PolicyLookup) -> Verdict:
         namespace = request.namespace or _namespace_of(obj)
         previous = request.old_object if request.operation == "UPDATE" else None
         decision = evaluate(obj, list(policies(namespace)), previous=previous)
-        return _respond(uid, obj, decision)
+        verdict = _respond(uid, obj, decision)
+        if decision.opted_in and decision.policy is None and decision.policy_name:
+            return Verdict(verdict.response, "policy_not_found",
+                           missing=(namespace, decision.policy_name))
+        return verdict
     except Exception:  # the engine or the lookup failed: never the reason a deploy fails
         log.exception("admission of %s %s/%s failed; admitted unchanged",
                       request.kind.kind, request.namespace, request.name)

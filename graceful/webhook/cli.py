@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
 
     raise_open_files_limit()  # slow clients hold descriptors until their deadlines
     cache = PolicyCache()
-    reflector = Reflector(cache, KubernetesPolicyApi(api_client)).start()
+    api = KubernetesPolicyApi(api_client)
+    bound = settings.policy_fetch_seconds
+    cache.getter = lambda namespace, name: api.get(namespace, name, timeout=bound)
+    reflector = Reflector(cache, api).start()
     server = WebhookServer(create_app(cache, settings=settings), certificate, sock,
                            reload_interval=settings.cert_reload_seconds,
                            header_timeout=settings.header_timeout_seconds)
