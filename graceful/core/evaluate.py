@@ -21,6 +21,7 @@ from graceful.core.budget import Budget
 from graceful.core.findings import Finding, FindingCode, clip, is_compliant, warning
 from graceful.core.names import (
     ANNOTATION_PRESTOP_SECONDS,
+    PROXY_CONTAINERS,
     BATCH_KINDS,
     GROUP,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
@@ -189,7 +190,10 @@ class _Planner:
         self.declared, found = prestop.declared(self.annotations)
         self._note(found)
         wanted = set(spec.containers)
-        selected = [c for c in pod.containers if not wanted or c.name in wanted]
+        # An injected proxy in ``containers`` is not the app: it must not get the app's
+        # sleep and G (an explicit ``spec.containers`` list still wins).
+        selected = [c for c in pod.containers
+                    if (c.name in wanted if wanted else c.name not in PROXY_CONTAINERS)]
         names = {c.name for c in pod.containers}
         for missing in spec.containers:
             if missing not in names:

@@ -26,6 +26,8 @@ ANNOTATION_PRESTOP_SECONDS: Final = "graceful.io/prestop-seconds"
 DEFAULT_OPERATOR_NAMESPACE: Final = "graceful-system"
 
 WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
+#: Containers that meshes and cloud SDKs inject next to the app: proxies, not the app.
+PROXY_CONTAINERS: Final = frozenset({"istio-proxy", "linkerd-proxy", "cloud-sql-proxy"})
 #: Kinds whose Pods run to completion: no endpoints to leave, so no preStop by default.
 BATCH_KINDS: Final = ("Job", "CronJob")
 
