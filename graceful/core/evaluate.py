@@ -21,13 +21,13 @@ from graceful.core.budget import Budget
 from graceful.core.findings import Finding, FindingCode, clip, is_compliant, warning
 from graceful.core.names import (
     ANNOTATION_PRESTOP_SECONDS,
-    PROXY_CONTAINERS,
     BATCH_KINDS,
     GROUP,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
     KUBERNETES_DEFAULT_PROBE_PERIOD,
     KUBERNETES_DEFAULT_PROBE_TIMEOUT,
+    PROXY_CONTAINERS,
 )
 from graceful.core.patch import PatchBuilder, Pointer
 from graceful.core.plan import ContainerPlan, Plan, PreStopChange, ReadinessPlan
