@@ -9,7 +9,7 @@ plain function and both adapters are guaranteed to agree. Start with
 from graceful.core.budget import Budget
 from graceful.core.duration import MAX_SECONDS, DurationError, parse_seconds
 from graceful.core.evaluate import Decision, evaluate
-from graceful.core.findings import Finding, FindingCode
+from graceful.core.findings import NEEDS_USER, Finding, FindingCode, is_compliant
 from graceful.core.names import (
     ANNOTATION_POLICY,
     ANNOTATION_TIMEOUT,
@@ -25,11 +25,13 @@ from graceful.core.names import (
 )
 from graceful.core.patch import Pointer, escape
 from graceful.core.plan import ContainerPlan, Plan, ReadinessPlan
+from graceful.core.podspec import is_bare_pod
 from graceful.core.policy import (
     Drain,
     GracefulPolicy,
     LabelSelector,
     LabelSelectorRequirement,
+    PlatformLimit,
     PolicyError,
     PolicySpec,
     PolicyStatus,
@@ -37,6 +39,7 @@ from graceful.core.policy import (
     invalid_policy_message,
 )
 from graceful.core.report import WorkloadResult, summarize
+from graceful.core.rollout import Rollout, rollout_of
 from graceful.core.selection import selector_matches
 from graceful.core.stale import stale_pods
 from graceful.core.timeout_sources import Timeout
@@ -49,6 +52,7 @@ __all__ = [
     "GROUP",
     "KIND",
     "MAX_SECONDS",
+    "NEEDS_USER",
     "PLURAL",
     "SHORT_NAME",
     "SINGULAR",
@@ -65,18 +69,23 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "Plan",
+    "PlatformLimit",
     "Pointer",
     "PolicyError",
     "PolicySpec",
     "PolicyStatus",
     "Readiness",
     "ReadinessPlan",
+    "Rollout",
     "Timeout",
     "WorkloadResult",
     "escape",
     "evaluate",
     "invalid_policy_message",
+    "is_bare_pod",
+    "is_compliant",
     "parse_seconds",
+    "rollout_of",
     "selector_matches",
     "stale_pods",
     "summarize",

@@ -8,6 +8,11 @@ SIGTERM; then the app drains for up to its own timeout G; a margin M covers
 process exit and the sidecars that stop after it. Anything shorter and the
 SIGKILL lands in the middle of the drain. See docs/shutdown-budget.md.
 
+Why S is sometimes a lower bound: a preStop hook of the user's (a script,
+``nodetool drain``) takes as long as it takes, and the grace period is spent
+from its start. Without ``graceful.io/prestop-seconds`` the engine cannot know
+that length, so it counts S and says "at least".
+
 Why a ceiling: a typo in an annotation (``3600h``) must not keep a node drain
 waiting for weeks. A ceiling that cuts the budget is reported, never silent.
 """
@@ -25,6 +30,8 @@ class Budget:
     timeout: int
     margin: int
     ceiling: int
+    pre_stop_known: bool = True
+    """False when a preStop hook's length is unknown: S is then only a lower bound."""
 
     @property
     def required(self) -> int:
@@ -42,6 +49,9 @@ class Budget:
         return self.required > self.ceiling
 
     def explain(self) -> str:
-        """``budget 3610s = preStop 5s + timeout 3600s + margin 5s``."""
+        """``budget 3610s = preStop 5s + timeout 3600s + margin 5s`` (``at least`` if unknown)."""
+        if not self.pre_stop_known:
+            return (f"budget at least {self.required}s = preStop at least {self.pre_stop}s"
+                    f" (length unknown) + timeout {self.timeout}s + margin {self.margin}s")
         return (f"budget {self.required}s = preStop {self.pre_stop}s"
                 f" + timeout {self.timeout}s + margin {self.margin}s")

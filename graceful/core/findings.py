@@ -8,8 +8,10 @@ engine produces one list and each adapter only formats it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from graceful.core.names import WARNING_LIMIT
 
@@ -23,9 +25,11 @@ class FindingCode(StrEnum):
     PreStopMissing = "PreStopMissing"
     #: A preStop sleep we can read is shorter than the policy's S.
     PreStopTooShort = "PreStopTooShort"
-    #: readiness ``periodSeconds * failureThreshold`` exceeds S.
+    #: A readiness probe's ``periodSeconds * failureThreshold`` exceeds the policy's
+    #: ``readiness`` window, and the policy may shorten it (not a drain-budget rule: the
+    #: endpoints drop the Pod at deletion; this only speeds up the ``serving`` flip).
     ReadinessWindowTooLong = "ReadinessWindowTooLong"
-    #: The timeout annotation or a command-line flag could not be read.
+    #: The timeout or hook-length annotation, or a command-line flag, could not be read.
     UnreadableTimeout = "UnreadableTimeout"
     #: ``maxGracePeriodSeconds`` cuts into S + G + M: the app may be killed mid-drain.
     BudgetCapped = "BudgetCapped"
@@ -37,6 +41,22 @@ class FindingCode(StrEnum):
     StalePods = "StalePods"
     #: The object is not a shape the engine can read (e.g. ``containers`` is not a list).
     UnreadableWorkload = "UnreadableWorkload"
+    #: A grace period set above ``maxGracePeriodSeconds`` (kept under ``Keep``): the ceiling
+    #: exists so that a typo cannot hold a node drain for days.
+    GracePeriodAboveCeiling = "GracePeriodAboveCeiling"
+    #: A preStop hook the engine cannot read (a script, an httpGet) and whose length no
+    #: ``graceful.io/prestop-seconds`` declares: it may eat the app's drain.
+    PreStopDurationUnknown = "PreStopDurationUnknown"
+    #: A preStop hook the kubelet does not run (``tcpSocket``): the app gets SIGTERM at once.
+    PreStopInvalid = "PreStopInvalid"
+    #: A liveness or startup probe without its own ``terminationGracePeriodSeconds`` on a
+    #: long grace period: a hung container waits all of T before it is restarted.
+    ProbeGracePeriodMissing = "ProbeGracePeriodMissing"
+    #: S + G + M exceeds a platform limit the policy declares (``drain.platformLimits``):
+    #: that shutdown (a node drain, a spot notice) kills the app mid-drain whatever T is.
+    PlatformLimitBelowBudget = "PlatformLimitBelowBudget"
+    #: The object opted in but is of a kind the engine does not handle: never silence.
+    UnsupportedKind = "UnsupportedKind"
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,33 @@ class Finding:
     code: FindingCode
     message: str
     container: str | None = None
+
+
+#: Findings the webhook's patch cannot remove: they need the user (a value to declare or
+#: fix, a ceiling to raise) or a rollout. Every other finding is gone once the object is
+#: admitted under an ``Enforce`` policy.
+NEEDS_USER: Final = frozenset({
+    FindingCode.BudgetCapped,
+    FindingCode.UnreadableTimeout,
+    FindingCode.PolicyNotFound,
+    FindingCode.StalePods,
+    FindingCode.UnreadableWorkload,
+    FindingCode.GracePeriodAboveCeiling,
+    FindingCode.PreStopDurationUnknown,
+    FindingCode.PreStopInvalid,
+    FindingCode.ProbeGracePeriodMissing,
+    FindingCode.PlatformLimitBelowBudget,
+    FindingCode.UnsupportedKind,
+})
+
+
+def is_compliant(opted_in: bool, policy_found: bool, findings: Iterable[Finding]) -> bool:
+    """The one definition of compliance: opted in, its policy exists, and nothing is found.
+
+    The webhook's decision, the operator's status, ``graceful audit`` and
+    ``graceful explain`` all ask this function, so they cannot disagree.
+    """
+    return opted_in and policy_found and not any(True for _ in findings)
 
 
 def clip(text: str, limit: int = 40) -> str:

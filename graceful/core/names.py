@@ -20,15 +20,22 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 ANNOTATION_POLICY: Final = "graceful.io/policy"
 ANNOTATION_TIMEOUT: Final = "graceful.io/graceful-timeout"
+#: The length of a preStop hook the engine cannot read: ``"20"``, or ``"app=20,nginx=5"``.
+ANNOTATION_PRESTOP_SECONDS: Final = "graceful.io/prestop-seconds"
 
 DEFAULT_OPERATOR_NAMESPACE: Final = "graceful-system"
 
-WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Pod")
+WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
+#: Containers that meshes and cloud SDKs inject next to the app: proxies, not the app.
+PROXY_CONTAINERS: Final = frozenset({"istio-proxy", "linkerd-proxy", "cloud-sql-proxy"})
+#: Kinds whose Pods run to completion: no endpoints to leave, so no preStop by default.
+BATCH_KINDS: Final = ("Job", "CronJob")
 
 #: Kubernetes' own default for ``terminationGracePeriodSeconds``.
 KUBERNETES_DEFAULT_GRACE_SECONDS: Final = 30
 #: Kubernetes' defaults for a readiness probe's timing fields.
 KUBERNETES_DEFAULT_PROBE_PERIOD: Final = 10
 KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD: Final = 3
+KUBERNETES_DEFAULT_PROBE_TIMEOUT: Final = 1
 #: Admission warnings should stay below this length (the API server truncates).
 WARNING_LIMIT: Final = 120

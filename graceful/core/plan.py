@@ -17,8 +17,11 @@ from graceful.core.timeout_sources import Timeout
 
 #: What happens to a container's preStop hook: added, a recognised sleep raised
 #: to S or (``userValues: Overwrite``) lowered to S, a recognised sleep kept,
-#: a hook of the user's kept as is, or nothing (S is 0 and there is no hook).
-PreStopChange = Literal["add", "raise", "lower", "keep", "keep-unknown", "none"]
+#: a hook of the user's kept with its declared length (``keep-declared``) or of
+#: unknown length (``keep-unknown``), a hook the kubelet does not run kept
+#: (``keep-invalid``), or nothing (S is 0 and there is no hook).
+PreStopChange = Literal["add", "raise", "lower", "keep", "keep-declared", "keep-unknown",
+                        "keep-invalid", "none"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,16 @@ class ContainerPlan:
     """G for this container and where it was read."""
     pre_stop: PreStopChange
     pre_stop_seconds: int
-    """The preStop sleep the budget counts for this container after the patch."""
+    """The preStop time the budget counts for this container after the patch (for
+    ``keep-unknown``: S, a lower bound)."""
     readiness: ReadinessPlan | None
     """Probe timing after the patch; None when the container has no readiness probe."""
     budget: Budget
+
+    @property
+    def pre_stop_known(self) -> bool:
+        """Whether ``pre_stop_seconds`` is the hook's real length."""
+        return self.pre_stop != "keep-unknown"
 
 
 @dataclass(frozen=True)

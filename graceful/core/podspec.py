@@ -29,6 +29,14 @@ class UnreadableObject(ValueError):
     """The object is not a workload shape the engine can read; the message says where."""
 
 
+class UnsupportedKind(UnreadableObject):
+    """The object opted in but is of a kind the engine does not handle (an Argo Rollout...)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"kind {clip(kind)!r} is not one of {', '.join(WORKLOAD_KINDS)}")
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class ContainerView:
     """One app container of the pod template, with where it lives in the object."""
@@ -68,17 +76,24 @@ def _list(value: Any, where: str) -> Sequence[Any]:
     return value
 
 
+def template_path(obj: Mapping[str, Any]) -> Pointer:
+    """Where the pod template lives: ``/spec/jobTemplate/spec/template`` for a CronJob,
+    ``/spec/template`` otherwise (a Pod has none: its own ``/spec`` is returned's parent)."""
+    if obj.get("kind") == "CronJob":
+        return Pointer(("spec", "jobTemplate", "spec", "template"))
+    return Pointer(("spec", "template"))
+
+
 def pod_spec_path(obj: Mapping[str, Any]) -> Pointer:
-    """Where the pod spec lives: ``/spec`` for a Pod, ``/spec/template/spec`` otherwise."""
-    return Pointer(("spec",)) if obj.get("kind") == "Pod" else Pointer(("spec", "template", "spec"))
+    """Where the pod spec lives: ``/spec`` for a Pod, the template's ``spec`` otherwise."""
+    return Pointer(("spec",)) if obj.get("kind") == "Pod" else template_path(obj) / "spec"
 
 
 def read_pod_spec(obj: Mapping[str, Any]) -> PodSpecView:
     """The pod spec of ``obj``; :class:`UnreadableObject` when the shape is wrong."""
     kind = _mapping(obj, "object").get("kind")
     if kind not in WORKLOAD_KINDS:
-        kinds = ", ".join(WORKLOAD_KINDS)
-        raise UnreadableObject(f"kind {clip(str(kind))!r} is not one of {kinds}")
+        raise UnsupportedKind(str(kind))
     path = pod_spec_path(obj)
     node: Any = obj
     for part in path.parts:
@@ -129,10 +144,13 @@ def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
     """
     merged: dict[str, str] = {}
     if _mapping(obj, "object").get("kind") != "Pod":
-        spec = _optional_mapping(obj.get("spec"), "/spec")
-        template = _optional_mapping(spec.get("template"), "/spec/template")
-        meta = _optional_mapping(template.get("metadata"), "/spec/template/metadata")
-        merged.update(string_map(meta.get("annotations"), "/spec/template/metadata/annotations"))
+        node: Any = obj
+        path = template_path(obj)
+        for part in path.parts:
+            node = _optional_mapping(node, str(path)).get(str(part))
+        meta = _optional_mapping(_optional_mapping(node, str(path)).get("metadata"),
+                                 f"{path}/metadata")
+        merged.update(string_map(meta.get("annotations"), f"{path}/metadata/annotations"))
     merged.update(string_map(metadata_of(obj).get("annotations"), "/metadata/annotations"))
     return merged
 
@@ -140,6 +158,27 @@ def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
 def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
     """The workload's own labels, which a policy's selector matches."""
     return string_map(metadata_of(obj).get("labels"), "/metadata/labels")
+
+
+def controller_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``ownerReference`` with ``controller: true``, or None."""
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
+    if not isinstance(owners, list):
+        return None
+    return next((ref for ref in owners
+                 if isinstance(ref, Mapping) and ref.get("controller") is True), None)
+
+
+def is_bare_pod(obj: Mapping[str, Any]) -> bool:
+    """A Pod that no controller manages, so it is a workload of its own.
+
+    A Pod with a controller (a ReplicaSet, a StatefulSet, a Job...) was decided
+    through that controller's template; an owner that is not its controller
+    (an ``ownerReference`` for garbage collection only) recreates nothing, so
+    such a Pod is bare. The webhook and the operator both ask this function.
+    """
+    return isinstance(obj, Mapping) and obj.get("kind") == "Pod" and controller_of(obj) is None
 
 
 def name_of(obj: Mapping[str, Any]) -> str:

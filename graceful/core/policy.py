@@ -100,6 +100,24 @@ class LabelSelector(BaseModel):
         return self
 
 
+class PlatformLimit(BaseModel):
+    """A limit outside the Pod that cuts its grace period short, declared by the policy.
+
+    The platform, not the Pod, decides how long some shutdowns may take:
+    cluster-autoscaler's ``--max-graceful-termination-sec`` (default 600 s),
+    graceful node shutdown (``shutdownGracePeriod - shutdownGracePeriodCriticalPods``),
+    a Karpenter NodePool's ``terminationGracePeriod``, a spot interruption notice
+    (30 s to 2 minutes). A budget above such a limit is cut there, whatever T says.
+    """
+
+    model_config = _SPEC
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    """What imposes it, as the warnings name it (``cluster-autoscaler``, ``spot notice``)."""
+    seconds: int = Field(ge=1, le=MAX_SECONDS)
+    """The longest shutdown it allows, in seconds."""
+
+
 class Drain(BaseModel):
     """How the pod leaves: preStop sleep S, margin M, the ceiling for T."""
 
@@ -115,6 +133,17 @@ class Drain(BaseModel):
     """The ceiling for terminationGracePeriodSeconds; a cut is a finding, never silent."""
     pre_stop_action: PreStopAction = Field(default="Sleep", alias="preStopAction")
     """``Sleep``: the native sleep action (Kubernetes >= 1.30); ``Exec``: runs ``sleep S``."""
+    batch_pre_stop: bool = Field(default=False, alias="batchPreStop")
+    """Also give Jobs' and CronJobs' Pods the preStop sleep (they have no endpoints to
+    leave, so by default T = G + M for them)."""
+    platform_limits: Annotated[list[PlatformLimit], Field(max_length=8)] = Field(
+        default=[], alias="platformLimits", max_length=8)
+    """Limits of the platform that cut T on some shutdowns (node drains, spot notices);
+    a budget above the shortest is a warning and a finding naming it, never silent."""
+
+    def shortest_limit(self) -> PlatformLimit | None:
+        """The platform limit that cuts first, if any is declared."""
+        return min(self.platform_limits, key=lambda limit: limit.seconds, default=None)
 
     @model_validator(mode="after")
     def _sleep_needs_seconds(self) -> Drain:
@@ -124,14 +153,18 @@ class Drain(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Readiness probe timing, so a pod that turns not-ready on SIGTERM leaves within S."""
+    """Readiness probe timing, so a pod that turns not-ready on SIGTERM stops ``serving`` soon.
+
+    Not a drain-budget rule: the endpoints mark a terminating Pod not ready
+    because of its deletion timestamp, whatever its probe says.
+    """
 
     model_config = _SPEC
 
     period_seconds: int = Field(default=1, ge=1, le=300, alias="periodSeconds")
-    """The probe period set on containers whose window is longer than S."""
+    """The probe period set where the window is too long (never below ``timeoutSeconds``)."""
     failure_threshold: int = Field(default=3, ge=1, le=100, alias="failureThreshold")
-    """Failures before not-ready; ``periodSeconds * failureThreshold`` must fit in S."""
+    """Failures before not-ready."""
 
     @property
     def window(self) -> int:
@@ -155,7 +188,8 @@ class PolicySpec(BaseModel):
     drain: Drain = Drain()
     """S, M and the ceiling."""
     readiness: Readiness | None = None
-    """When set, existing readiness probes are tuned to leave within S."""
+    """Under ``Overwrite``, existing readiness probes get this timing (``Keep`` only warns
+    about a longer window); it shortens the ``serving`` flip, not the drain."""
     containers: Annotated[list[ContainerName], Field(max_length=32)] = []
     """Container names the policy applies to; empty means every app container."""
     user_values: UserValues = Field(default="Keep", alias="userValues")
@@ -168,8 +202,6 @@ class PolicySpec(BaseModel):
                   + drain.safety_margin_seconds)
         if needed > drain.max_grace_period_seconds:
             raise ValueError(MESSAGES["ceiling"])
-        if self.readiness is not None and self.readiness.window > drain.pre_stop_sleep_seconds:
-            raise ValueError(MESSAGES["readiness_window"])
         if len(set(self.containers)) != len(self.containers):
             raise ValueError(MESSAGES["containers_unique"])
         return self
@@ -189,7 +221,7 @@ class Mismatch(BaseModel):
 
     model_config = _SPEC
 
-    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Pod"]
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"]
     name: Annotated[str, Field(min_length=1, max_length=253)]
     reasons: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=16)] = []
 
@@ -282,8 +314,6 @@ MESSAGES: dict[str, str] = {
     "ceiling": "maxGracePeriodSeconds must be at least preStopSleepSeconds"
                " + gracefulTimeoutSeconds + safetyMarginSeconds",
     "sleep_action": "preStopSleepSeconds must be at least 1 when preStopAction is Sleep",
-    "readiness_window": "readiness periodSeconds * failureThreshold must not exceed"
-                        " drain.preStopSleepSeconds",
     "containers_unique": "containers must not repeat a name",
     "selector_values": "values must be non-empty for In and NotIn, and empty for"
                        " Exists and DoesNotExist",
@@ -295,7 +325,6 @@ MESSAGES: dict[str, str] = {
 _FIELD_OF_MESSAGE = {
     MESSAGES["ceiling"]: "drain.maxGracePeriodSeconds",
     MESSAGES["sleep_action"]: "preStopSleepSeconds",
-    MESSAGES["readiness_window"]: "readiness",
     MESSAGES["containers_unique"]: "containers",
     MESSAGES["selector_values"]: "values",
     MESSAGES["selector_empty"]: "",

@@ -3,8 +3,12 @@
 Why only recognised shapes are touched: a preStop hook is the user's code
 (flush a buffer, deregister from Consul, call ``nginx -s quit``). We cannot know
 how long it takes, so we never replace it; we keep it and say so in a warning.
-The only hooks we read are plain sleeps, the shapes this project itself adds
-or that people write for the same purpose: the native ``sleep`` action,
+A hook we cannot read is not counted as S: its length is declared with the
+``graceful.io/prestop-seconds`` annotation (:func:`declared`) or reported.
+``tcpSocket`` is accepted by the API server but never run by the kubelet, so
+it is reported as invalid. The only hooks we read are plain sleeps, the
+shapes this project itself adds or that people write for the same purpose:
+the native ``sleep`` action,
 ``exec: [sleep, N]`` and ``exec: [sh, -c, "sleep N"]``. Those can be raised to S
 (a longer sleep never hurts the drain) without changing what they do.
 """
@@ -17,14 +21,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from graceful.core.duration import DurationError, parse_seconds
+from graceful.core.findings import Finding, FindingCode, clip
+from graceful.core.names import ANNOTATION_PRESTOP_SECONDS
 from graceful.core.patch import Pointer
 
-Shape = Literal["none", "sleep", "argv", "shell", "unknown"]
+Shape = Literal["none", "sleep", "argv", "shell", "unknown", "invalid"]
 
 _HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
 _SLEEP_BINARIES = ("sleep", "/bin/sleep", "/usr/bin/sleep")
 _SHELLS = ("sh", "/bin/sh", "bash", "/bin/bash", "/usr/bin/sh", "/usr/bin/bash")
 _SHELL_SLEEP = re.compile(r"\s*sleep\s+([0-9a-z]{1,16})\s*")
+#: Longest ``graceful.io/prestop-seconds`` value looked at, and most containers named in it.
+MAX_DECLARED_LENGTH = 512
+MAX_DECLARED_CONTAINERS = 32
+_CONTAINER = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,10 @@ def read(hook: Any) -> PreStop:
     if not isinstance(hook, Mapping):
         return PreStop("unknown")
     handlers = [key for key in _HANDLERS if hook.get(key) is not None]
+    if handlers == ["tcpSocket"]:
+        # Kept by the API for compatibility, never run: the kubelet fails the hook at
+        # once ("invalid handler") and goes on to SIGTERM.
+        return PreStop("invalid")
     if handlers == ["sleep"] and isinstance(hook["sleep"], Mapping):
         seconds = hook["sleep"].get("seconds")
         if type(seconds) is int and seconds >= 0:
@@ -87,3 +101,53 @@ def hook_for(action: Literal["Sleep", "Exec"], seconds: int) -> dict[str, Any]:
     if action == "Sleep":
         return {"sleep": {"seconds": seconds}}
     return {"exec": {"command": ["sleep", str(seconds)]}}
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Hook lengths the user declared with ``graceful.io/prestop-seconds``."""
+
+    every: int | None = None
+    """``"20"``: the length of every hook the engine cannot read."""
+    by_container: tuple[tuple[str, int], ...] = ()
+    """``"app=20,nginx=5"``: per container (a name listed wins over ``every``)."""
+
+    def for_container(self, name: str) -> int | None:
+        """The declared length of ``name``'s hook, or None."""
+        return next((s for n, s in self.by_container if n == name), self.every)
+
+
+def declared(annotations: Mapping[str, str]) -> tuple[Declared, list[Finding]]:
+    """The declared hook lengths, or an ``UnreadableTimeout`` finding quoting the value.
+
+    Nothing is guessed from a value that cannot be read: every hook is then of
+    unknown length, which is reported container by container.
+    """
+    raw = annotations.get(ANNOTATION_PRESTOP_SECONDS)
+    if raw is None:
+        return Declared(), []
+    try:
+        return _parse_declared(raw), []
+    except DurationError as exc:
+        return Declared(), [Finding(FindingCode.UnreadableTimeout,
+                                    f"unreadable {ANNOTATION_PRESTOP_SECONDS} {clip(raw)!r}:"
+                                    f" {exc}")]
+
+
+def _parse_declared(raw: str) -> Declared:
+    if len(raw) > MAX_DECLARED_LENGTH:
+        raise DurationError("too long")
+    if "=" not in raw:
+        return Declared(every=parse_seconds(raw))
+    pairs: list[tuple[str, int]] = []
+    for item in raw.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip(" \t")
+        if not sep or not _CONTAINER.fullmatch(name):
+            raise DurationError("expected container=seconds, separated by commas")
+        if any(n == name for n, _ in pairs):
+            raise DurationError(f"container {name} named twice")
+        pairs.append((name, parse_seconds(value)))
+        if len(pairs) > MAX_DECLARED_CONTAINERS:
+            raise DurationError(f"more than {MAX_DECLARED_CONTAINERS} containers")
+    return Declared(by_container=tuple(pairs))

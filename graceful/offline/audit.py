@@ -13,13 +13,10 @@ Two views of the same manifests:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
-
-from graceful.core import Decision, Finding, evaluate
+from graceful.core import Decision, Finding, evaluate, is_compliant
 from graceful.offline.loader import Inventory
 
 
@@ -43,7 +40,7 @@ class Result:
 
     @property
     def compliant(self) -> bool:
-        return self.opted_in and self.decision.policy is not None and not self.findings
+        return is_compliant(self.opted_in, self.decision.policy is not None, self.findings)
 
     @property
     def mismatched(self) -> bool:
@@ -74,11 +71,6 @@ class Result:
         }
 
 
-def _patched(obj: Mapping[str, Any], patch: list[dict[str, Any]]) -> Mapping[str, Any]:
-    result: Mapping[str, Any] = jsonpatch.apply_patch(obj, patch, in_place=False)
-    return result
-
-
 def audit(inventory: Inventory, *, admitted: bool = False) -> list[Result]:
     """Evaluate every workload of ``inventory`` under the policies of its namespace."""
     results = []
@@ -86,7 +78,8 @@ def audit(inventory: Inventory, *, admitted: bool = False) -> list[Result]:
         policies = inventory.policies.get(namespace, [])
         decision = evaluate(doc.obj, policies)
         findings = decision.findings
-        after = evaluate(_patched(doc.obj, decision.patch), policies) if decision.patch else None
+        after = (evaluate(decision.admitted, policies)
+                 if decision.patch and decision.admitted is not None else None)
         fixed = bool(findings) and after is not None and not after.findings
         if admitted and after is not None:
             findings = after.findings

@@ -20,9 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import jsonpatch
-
-from graceful.core import Decision, GracefulPolicy, evaluate, prestop
+from graceful.core import ContainerPlan, Decision, GracefulPolicy, evaluate, prestop
 from graceful.core.names import (
     ANNOTATION_POLICY,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
@@ -64,18 +62,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _timings(obj: Mapping[str, Any], container: str, timeout: int | None, margin: int,
-             assumed_pre_stop: int) -> tuple[Timings, str | None]:
-    """The timings of one container of ``obj``, and a note on a preStop hook we cannot read."""
+             declared: int | None) -> tuple[Timings, str | None]:
+    """The timings of one container of ``obj``, and a note on a preStop hook we cannot read.
+
+    ``declared`` is the length the engine counts for a hook it cannot read
+    (``graceful.io/prestop-seconds``); None when nothing declares it.
+    """
     pod = read_pod_spec(obj)
     raw = next(c.raw for c in pod.containers if c.name == container)
     lifecycle = raw.get("lifecycle")
     hook = prestop.read(lifecycle.get("preStop") if isinstance(lifecycle, Mapping) else None)
     note = None
-    if hook.shape == "none":
+    known = True
+    if hook.shape in ("none", "invalid"):
         pre_stop = 0
+        if hook.shape == "invalid":
+            note = "its tcpSocket preStop is never run (SIGTERM at once)"
     elif hook.seconds is None:
-        pre_stop = assumed_pre_stop
-        note = f"its own preStop hook (duration unknown; counted as {pre_stop}s)"
+        pre_stop = declared or 0
+        known = declared is not None
+        note = (f"its own preStop hook ({pre_stop}s, declared)" if known
+                else "its own preStop hook (length unknown)")
     else:
         pre_stop = hook.seconds
     window = None
@@ -87,7 +94,7 @@ def _timings(obj: Mapping[str, Any], container: str, timeout: int | None, margin
             window = period * threshold
     grace = KUBERNETES_DEFAULT_GRACE_SECONDS if pod.grace is None else pod.grace
     return Timings(pre_stop=pre_stop, timeout=timeout, margin=margin, grace=grace,
-                   readiness_window=window), note
+                   readiness_window=window, pre_stop_known=known), note
 
 
 def _unmanaged_timeout(obj: Mapping[str, Any], raw: Mapping[str, Any]) -> Timeout | None:
@@ -95,6 +102,15 @@ def _unmanaged_timeout(obj: Mapping[str, Any], raw: Mapping[str, Any]) -> Timeou
     if found is None:
         found, _ = from_container(raw)
     return found
+
+
+def _platform_limit(policy: GracefulPolicy | None, plan: ContainerPlan | None) -> list[str]:
+    """A line naming the platform limit that cuts this container's drain, if one does."""
+    limit = policy.spec.drain.shortest_limit() if policy is not None else None
+    if limit is None or plan is None or plan.budget.required <= limit.seconds:
+        return []
+    return [f"    but {limit.name} allows {limit.seconds}s: on that shutdown SIGKILL comes at"
+            f" {limit.seconds}s, {plan.budget.required - limit.seconds}s before the drain ends"]
 
 
 def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> list[str]:
@@ -111,8 +127,7 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
         lines = [f"{title}: policy {policy.name} ({policy.spec.mode}): preStop"
                  f" {drain.pre_stop_sleep_seconds}s, margin {drain.safety_margin_seconds}s,"
                  f" ceiling {drain.max_grace_period_seconds}s"]
-    admitted = (jsonpatch.apply_patch(doc.obj, decision.patch, in_place=False)
-                if decision.patch else None)
+    admitted = decision.admitted if decision.patch else None
     pod = read_pod_spec(doc.obj)
     plan = decision.plan
     for view in pod.containers:
@@ -124,10 +139,12 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
         if container_plan is not None:
             timeout: Timeout | None = container_plan.timeout
             margin = policy.spec.drain.safety_margin_seconds if policy else 0
-            assumed = container_plan.pre_stop_seconds
+            assumed: int | None = (container_plan.pre_stop_seconds
+                                   if container_plan.pre_stop_known
+                                   else None)
         else:
             timeout = _unmanaged_timeout(doc.obj, view.raw)
-            margin, assumed = 0, 0
+            margin, assumed = 0, None
         origin = (f"G = {timeout.seconds}s from {_SOURCES[timeout.source]}"
                   + (f" ({timeout.detail})" if timeout.detail and timeout.source in ("flag", "env")
                      else "")) if timeout else "G unknown"
@@ -146,6 +163,7 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
         elif container_plan is not None and policy is not None:
             lines.append("  the webhook changes nothing here"
                          + (" (the policy only audits)" if policy.spec.mode == "Audit" else ""))
+        lines.extend(_platform_limit(policy, container_plan))
     for name in pod.sidecars:
         lines.append("")
         lines.append(f"sidecar {name}: stopped by the kubelet after the app containers; left alone")

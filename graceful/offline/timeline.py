@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Fill characters of the segment kinds.
-FILL = {"preStop": "-", "drain": "=", "margin": ".", "idle": " ", "cut": "x"}
+FILL = {"preStop": "-", "drain": "=", "margin": ".", "idle": " ", "cut": "x", "unknown": "?"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Timings:
     """T, ``terminationGracePeriodSeconds`` (Kubernetes' default 30 when unset)."""
     readiness_window: int | None = None
     """``periodSeconds * failureThreshold`` of the readiness probe; None without one."""
+    pre_stop_known: bool = True
+    """False for a hook of unknown length: nothing after its start can be placed in time."""
 
     @property
     def sigterm(self) -> int:
@@ -53,6 +55,12 @@ class _Segment:
 
 
 def _segments(t: Timings) -> list[_Segment]:
+    if not t.pre_stop_known:
+        # No SIGTERM to place: drawing S followed by "unused" time would claim a drain
+        # the hook may well eat. One segment says what is known.
+        drain = f"{t.timeout}s" if t.timeout is not None else "of unknown length"
+        return [_Segment("unknown", 0, max(t.grace, 1),
+                         f"own preStop (length unknown), then SIGTERM and drain {drain}")]
     planned: list[_Segment] = []
     s = t.sigterm
     if s > 0:
@@ -123,7 +131,9 @@ def draw(t: Timings, width: int = 72, indent: str = "  ") -> list[str]:
     events: list[str] = []
     _put(events, 0, "^delete")
     sigterm_col = column_of(t.sigterm)
-    if sigterm_col > 0:
+    if not t.pre_stop_known:
+        pass  # SIGTERM comes when the hook returns: no place on the line
+    elif sigterm_col > 0:
         _put(events, max(sigterm_col, len(events) + 1), "^SIGTERM")
     else:
         events[0:7] = list("^delete+SIGTERM")
@@ -135,19 +145,17 @@ def draw(t: Timings, width: int = 72, indent: str = "  ") -> list[str]:
     if t.readiness_window is not None:
         ready_end = max(column_of(min(t.readiness_window, last)), 2)
         window = "[" + "~" * max(ready_end - 2, 0) + "]"
-        if t.sigterm == 0:  # name no preStop sleep the pod does not have
-            fits = "no preStop hook: SIGTERM comes at once, while the pod may still get traffic"
-        elif t.readiness_window <= t.sigterm:
-            fits = "fits in the preStop sleep"
-        else:
-            fits = "longer than the preStop sleep"
-        lines.append(indent + f"{window} readiness window {t.readiness_window}s ({fits})")
+        lines.append(indent + f"{window} readiness window {t.readiness_window}s (after SIGTERM"
+                     " it only changes 'serving': the endpoints drop the pod at delete)")
     return lines
 
 
 def verdict(t: Timings) -> str:
     """One line: does SIGKILL come after the drain?"""
     needed = t.needed
+    if not t.pre_stop_known:
+        return (f"unknown: SIGKILL comes {t.grace}s after the preStop starts, and the hook's"
+                " own length decides what is left; declare it (graceful.io/prestop-seconds)")
     if needed is None:
         start = "the preStop starts" if t.sigterm else "SIGTERM"
         return f"the app's graceful timeout is unknown: SIGKILL comes {t.grace}s after {start}"

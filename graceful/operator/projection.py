@@ -24,6 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from graceful.core import is_bare_pod
+from graceful.core.stale import SHUTDOWN_FIELDS
+
 #: Kinds whose pod template the audit evaluates, with the apiVersion they are served at.
 WORKLOAD_API_VERSIONS: Final = {
     "Deployment": "apps/v1",
@@ -59,12 +62,6 @@ def controller_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def has_owner(body: Mapping[str, Any]) -> bool:
-    """Whether the object has any ``ownerReference`` (a Pod without one is a bare Pod)."""
-    refs = _mapping(body.get("metadata")).get("ownerReferences")
-    return isinstance(refs, Sequence) and len(refs) > 0
-
-
 def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     """The projection of a Deployment, StatefulSet, DaemonSet or bare Pod; None otherwise.
 
@@ -77,7 +74,7 @@ def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     meta = _mapping(body.get("metadata"))
     spec = _mapping(body.get("spec"))
     if kind == "Pod":
-        if has_owner(body):
+        if not is_bare_pod(body):  # the one definition, shared with the webhook
             return None
         kept_spec: Mapping[str, Any] = spec
     else:
@@ -101,8 +98,8 @@ def running_pod(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """``(uid of its controller, projection)`` for a Pod that can still run; else None.
 
     The projection holds what ``graceful.core.stale_pods`` reads: the name,
-    the grace period, and per container its name, ``lifecycle`` and
-    ``readinessProbe`` (init containers: name and ``restartPolicy``, to tell
+    the grace period, and per container its name and its shutdown fields
+    (``lifecycle`` and probes; init containers also ``restartPolicy``, to tell
     sidecars apart). Pods being deleted or finished are left out: they will
     not be stopped again.
     """
@@ -119,13 +116,14 @@ def running_pod(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     containers = spec.get("containers")
     inits = spec.get("initContainers")
     kept: dict[str, Any] = {
-        "containers": [_container(c, ("name", "lifecycle", "readinessProbe"))
+        "containers": [_container(c, ("name", *SHUTDOWN_FIELDS))
                        for c in (containers if isinstance(containers, list) else [])],
     }
     if "terminationGracePeriodSeconds" in spec:
         kept["terminationGracePeriodSeconds"] = spec["terminationGracePeriodSeconds"]
     if isinstance(inits, list) and inits:
-        kept["initContainers"] = [_container(c, ("name", "restartPolicy")) for c in inits]
+        kept["initContainers"] = [_container(c, ("name", "restartPolicy", *SHUTDOWN_FIELDS))
+                                  for c in inits]
     projection = {"apiVersion": "v1", "kind": "Pod",
                   "metadata": {"name": meta.get("name")}, "spec": kept}
     return owner_uid, projection

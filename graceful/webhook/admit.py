@@ -25,6 +25,8 @@ from typing import Any, Final, Literal
 import jsonpatch
 
 from graceful.core import Decision, GracefulPolicy, evaluate
+from graceful.core.findings import FindingCode
+from graceful.core.podspec import controller_of
 from graceful.webhook.review import AdmissionResponse, AdmissionReview
 
 log = logging.getLogger(__name__)
@@ -35,15 +37,21 @@ PolicyLookup = Callable[[str], Iterable[GracefulPolicy]]
 InvalidLookup = Callable[[str], Mapping[str, str]]
 
 #: What happened to one review, for the metrics.
-Outcome = Literal["mutated", "unchanged", "skipped", "error"]
+Outcome = Literal["mutated", "unchanged", "policy_not_found", "skipped", "error"]
 
 #: (group, version, kind) the webhook acts on; anything else is admitted as is.
 HANDLED: Final = frozenset({
     ("apps", "v1", "Deployment"),
     ("apps", "v1", "StatefulSet"),
     ("apps", "v1", "DaemonSet"),
+    ("batch", "v1", "Job"),
+    ("batch", "v1", "CronJob"),
     ("", "v1", "Pod"),
 })
+#: Kinds whose pod template cannot change after creation: only their CREATE is
+#: patched, and only when no controller made them (a CronJob's Jobs, a ReplicaSet's Pods
+#: were handled through their controller's template).
+IMMUTABLE_TEMPLATE: Final = frozenset({"Pod", "Job"})
 
 #: The API server truncates longer warnings; kubectl prints each on a line.
 WARNING_LIMIT: Final = 120
@@ -57,6 +65,10 @@ class Verdict:
 
     response: AdmissionResponse
     outcome: Outcome
+    missing: tuple[str, str] | None = None
+    """``(namespace, name)`` of the policy the object names and the lookup did not have:
+    the caller may ask the API server for it and judge again (a policy created in the
+    same ``kubectl apply`` as its workloads may not have reached the cache yet)."""
 
 
 def admit(review: AdmissionReview, policies: PolicyLookup,
@@ -78,9 +90,16 @@ def judge(review: AdmissionReview, policies: PolicyLookup,
         if not _handled(review) or obj is None:
             return Verdict(AdmissionResponse(uid=uid), "skipped")
         namespace = request.namespace or _namespace_of(obj)
+        previous = request.old_object if request.operation == "UPDATE" else None
         decision = evaluate(obj, list(policies(namespace)),
-                            invalid(namespace) if invalid is not None else None)
-        return _respond(uid, obj, decision)
+                            invalid(namespace) if invalid is not None else None,
+                            previous=previous)
+        verdict = _respond(uid, obj, decision)
+        missing = any(f.code == FindingCode.PolicyNotFound for f in decision.findings)
+        if decision.opted_in and decision.policy is None and decision.policy_name and missing:
+            return Verdict(verdict.response, "policy_not_found",
+                           missing=(namespace, decision.policy_name))
+        return verdict
     except Exception:  # the engine or the lookup failed: never the reason a deploy fails
         log.exception("admission of %s %s/%s failed; admitted unchanged",
                       request.kind.kind, request.namespace, request.name)
@@ -97,20 +116,12 @@ def _handled(review: AdmissionReview) -> bool:
         return False
     if (kind.group, kind.version, kind.kind) not in HANDLED:
         return False
-    if kind.kind != "Pod":
+    if kind.kind not in IMMUTABLE_TEMPLATE:
         return True
-    # A Pod's spec is immutable once created: patching an UPDATE would fail it.
-    # A controller's Pods were already handled through its template.
+    # A Pod's spec and a Job's template are immutable once created: patching an
+    # UPDATE would fail it. A controller's Pods and Jobs were handled through its template.
     return (request.operation == "CREATE" and request.object is not None
-            and not _controlled(request.object))
-
-
-def _controlled(obj: Mapping[str, Any]) -> bool:
-    metadata = obj.get("metadata")
-    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
-    if not isinstance(owners, list):
-        return False
-    return any(isinstance(ref, Mapping) and ref.get("controller") is True for ref in owners)
+            and controller_of(request.object) is None)
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from graceful import __version__
-from graceful.webhook.admit import judge
+from graceful.webhook.admit import Verdict, judge
 from graceful.webhook.cache import PolicySource
 from graceful.webhook.deps import MetricsDep, Policies, Settings
 from graceful.webhook.metrics import CONTENT_TYPE, Metrics
@@ -82,6 +82,8 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
             metrics.observe("other", "other", "bad_request", time.perf_counter() - started)
             return JSONResponse({"detail": str(exc)}, status_code=400)
         verdict = judge(review, policies.policies_in, policies.invalid_in)
+        if verdict.missing is not None:
+            verdict = await _judge_with_fetched(review, verdict, policies, settings)
         asked = review.request
         metrics.observe(asked.kind.kind, asked.operation, verdict.outcome,
                         time.perf_counter() - started)
@@ -113,6 +115,34 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     return app
+
+
+async def _judge_with_fetched(review: AdmissionReview, verdict: Verdict, policies: PolicySource,
+                              settings: WebhookSettings) -> Verdict:
+    """Judge again with the named policy read from the API server, if the cache missed it.
+
+    The watch delivers a new policy a moment after it is created, so a policy
+    applied in the same ``kubectl apply`` as its workloads can be missing from
+    the cache when the first workload arrives. The lookup runs in a thread
+    (the client blocks) and is bounded by ``policy_fetch_seconds``, well inside
+    the API server's ``timeoutSeconds``; a lookup that fails or times out leaves
+    the verdict as it was. The policy found is not put in the cache: the watch
+    stays its only writer, so a deletion cannot be undone by a late lookup.
+    """
+    fetch = getattr(policies, "fetch", None)
+    if fetch is None or verdict.missing is None:
+        return verdict
+    namespace, name = verdict.missing
+    try:
+        found = await asyncio.wait_for(asyncio.to_thread(fetch, namespace, name),
+                                       timeout=settings.policy_fetch_seconds)
+    except Exception:  # a slow or failing API server: the cache's answer stands
+        log.warning("looking up GracefulPolicy %s/%s failed", namespace, name, exc_info=True)
+        return verdict
+    if found is None:
+        return verdict
+    cached = policies.policies_in
+    return judge(review, lambda ns: (*cached(ns), found) if ns == namespace else cached(ns))
 
 
 async def _read_body(request: Request, settings: WebhookSettings) -> bytes:

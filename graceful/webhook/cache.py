@@ -22,7 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,6 +58,8 @@ class PolicyCache:
         self._synced = threading.Event()
         self.resource_version: str | None = None
         """The version of the last list or event applied."""
+        self.getter: Callable[[str, str], Mapping[str, Any] | None] | None = None
+        """Reads one policy from the API server (None: not found), for :meth:`fetch`."""
 
     @classmethod
     def of(cls, policies: Iterable[GracefulPolicy]) -> PolicyCache:
@@ -89,6 +91,17 @@ class PolicyCache:
 
     def __len__(self) -> int:
         return sum(len(policies) for policies in self._sorted.values())
+
+    def fetch(self, namespace: str, name: str) -> GracefulPolicy | None:
+        """The policy as the API server has it now, for a miss; None if absent or unusable.
+
+        Blocking; the webhook calls it in a thread, bounded in time. It does
+        not change the cache (the watch is its only writer).
+        """
+        if self.getter is None:
+            return None
+        obj = self.getter(namespace, name)
+        return None if obj is None else _policy(obj)[0]
 
     def replace(self, objects: Iterable[Mapping[str, Any]], resource_version: str) -> None:
         """Forget everything and hold the policies of a fresh list."""
@@ -339,6 +352,18 @@ class KubernetesPolicyApi:
         finally:
             self._response = None
             response.release_conn()
+
+    def get(self, namespace: str, name: str, *, timeout: float = 2.0
+            ) -> Mapping[str, Any] | None:
+        """One policy, or None when the API server says it does not exist (404)."""
+        try:
+            result: Any = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=(timeout, timeout))
+        except self._api_exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+        return result if isinstance(result, Mapping) else None
 
     def interrupt(self) -> None:
         response = self._response

@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
     raise_open_files_limit()  # slow clients hold descriptors until their deadlines
     cache = PolicyCache()
-    reflector = Reflector(cache, KubernetesPolicyApi(api_client)).start()
+    api = KubernetesPolicyApi(api_client)
+    bound = settings.policy_fetch_seconds
+    cache.getter = lambda namespace, name: api.get(namespace, name, timeout=bound)
+    reflector = Reflector(cache, api).start()
     # SIGTERM stops the policy watch first: nothing it could still log (a retry of the
     # interrupted watch) may come after the server's last line.
     server = WebhookServer(create_app(cache, settings=settings), certificate, sock,

@@ -17,8 +17,9 @@ Each choice, and why:
 - ``reinvocationPolicy: IfNeeded``: if a later webhook changes the pod
   template (adds a sidecar), the API server calls us again; the mutation is
   idempotent, so that costs one more admission and fixes the new container.
-- Pods on CREATE only: a Pod's spec cannot change afterwards, so a patch on
-  UPDATE would fail the update (a label change by a controller, say).
+- Pods and Jobs on CREATE only: a Pod's spec and a Job's template cannot
+  change afterwards, so a patch on UPDATE would fail the update (a label
+  change by a controller, say). CronJobs on CREATE and UPDATE.
 - ``matchPolicy: Equivalent``: a request through another version of the
   same resource is converted to apps/v1 and still intercepted.
 - ``namespaceSelector``: never ``kube-system`` nor the operator's own
@@ -95,8 +96,13 @@ def webhook_configuration(
                 {"apiGroups": ["apps"], "apiVersions": ["v1"],
                  "resources": ["deployments", "statefulsets", "daemonsets"],
                  "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"},
-                # A Pod's spec is immutable after creation: a patch on UPDATE would make
-                # the API server reject the update, so Pods are only seen once.
+                {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["cronjobs"],
+                 "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"},
+                # A Pod's spec and a Job's template are immutable after creation: a patch
+                # on UPDATE would make the API server reject the update, so they are only
+                # seen once.
+                {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs"],
+                 "operations": ["CREATE"], "scope": "Namespaced"},
                 {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
                  "operations": ["CREATE"], "scope": "Namespaced"},
             ],

@@ -36,5 +36,7 @@ class WebhookSettings(BaseSettings):
     """Larger /mutate bodies are refused with 400 before they are parsed."""
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     """A /mutate body not received in full by then is refused (slow clients)."""
+    policy_fetch_seconds: float = Field(default=2.0, gt=0, le=10)
+    """How long a /mutate waits for the API server when the cache misses a named policy."""
     header_timeout_seconds: float = Field(default=5.0, gt=0)
     """A request line and headers not received in full by then close the connection."""

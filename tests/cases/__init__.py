@@ -43,6 +43,8 @@ class Case:
     expect: Expect
     policies: list[dict[str, Any]] = field(default_factory=list)
     """GracefulPolicy objects of the workload's namespace, as applied with kubectl."""
+    previous: dict[str, Any] | None = None
+    """For an UPDATE: the object as stored before it (None: the case is a CREATE)."""
     path: Path | None = None
 
     @property
@@ -63,6 +65,7 @@ def _case(path: Path) -> Case:
         description=raw.get("description", ""),
         object=raw["object"],
         policies=policies,
+        previous=raw.get("previous"),
         expect=Expect(
             opted_in=bool(expect["opted_in"]),
             mutated=expect.get("mutated"),

@@ -60,8 +60,9 @@ def test_good_policy_is_accepted_with_defaults(
     apply(kubectl, namespace, {"apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
                                "metadata": {"name": "workers"}})
     stored = get(kubectl, namespace, "workers")
-    assert stored["spec"] == PolicySpec().model_dump(by_alias=True, exclude_none=True,
-                                                     exclude={"containers"})
+    assert stored["spec"] == PolicySpec().model_dump(
+        by_alias=True, exclude_none=True,
+        exclude={"containers": True, "drain": {"platform_limits"}})  # empty lists: absent
     policy = GracefulPolicy.from_object(stored)
     assert policy.spec.default_grace_period() == 40
     by_short_name = kubectl("get", "gp", "-n", namespace).stdout.splitlines()
@@ -74,7 +75,8 @@ def test_full_policy_round_trips(crd: None, kubectl: Kubectl, namespace: str) ->
     spec = {"mode": "Audit", "selector": {"matchLabels": {"tier": "worker"}, "matchExpressions": [
         {"key": "team", "operator": "Exists"}]}, "gracefulTimeoutSeconds": 3600,
         "drain": {"preStopSleepSeconds": 10, "safetyMarginSeconds": 20,
-                  "maxGracePeriodSeconds": 7200, "preStopAction": "Exec"},
+                  "maxGracePeriodSeconds": 7200, "preStopAction": "Exec", "batchPreStop": True,
+                  "platformLimits": [{"name": "cluster-autoscaler", "seconds": 600}]},
         "readiness": {"periodSeconds": 2, "failureThreshold": 5},
         "containers": ["app", "worker"], "userValues": "Overwrite"}
     apply(kubectl, namespace, {"apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",

@@ -175,6 +175,9 @@ def get(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj["kind"] == "CronJob":
+        cron: dict[str, Any] = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return cron
     spec: dict[str, Any] = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
     return spec
 
@@ -279,6 +282,31 @@ def test_server_dry_run_shows_the_mutation(webhook: Webhook, kubectl: Kubectl,
     assert missing.returncode != 0 and "NotFound" in missing.stderr
 
 
+def test_a_policy_applied_with_its_workload_is_used(webhook: Webhook, kubectl: Kubectl,
+                                                    namespace: str) -> None:
+    """One ``kubectl apply`` of the policy and the workload: the cache may not have the
+    policy yet when the workload arrives, so the webhook asks the API server."""
+    fresh = f"fresh-{uuid.uuid4().hex[:6]}"
+    obj = deployment(namespace, "together")
+    obj["metadata"]["annotations"]["graceful.io/policy"] = fresh
+    before = _not_found_seen(webhook)
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        policy(namespace, fresh), obj]}))
+    assert pod_spec(get(kubectl, "deployment", "together", namespace))[
+        "terminationGracePeriodSeconds"] == 70
+    assert _not_found_seen(webhook) == before
+    missing = deployment(namespace, "orphan")
+    missing["metadata"]["annotations"]["graceful.io/policy"] = f"absent-{fresh}"
+    kubectl("apply", "-f", "-", input=json.dumps(missing))
+    assert _not_found_seen(webhook) == before + 1  # counted apart from "unchanged"
+
+
+def _not_found_seen(webhook: Webhook) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in webhook.get("/metrics").text.splitlines()
+               if line.startswith("graceful_webhook_admission_requests_total{")
+               and 'outcome="policy_not_found"' in line)
+
+
 def test_audit_policy_warns_but_never_mutates(webhook: Webhook, kubectl: Kubectl,
                                               namespace: str) -> None:
     install_policy(kubectl, namespace, policy(namespace, "audited", mode="Audit"))
@@ -314,6 +342,11 @@ def test_shared_case_through_the_api_server(webhook: Webhook, kubectl: Kubectl, 
         placed = copy.deepcopy(obj)
         placed["metadata"]["namespace"] = namespace
         policies.append(placed)
+    if case.previous is not None:
+        # an UPDATE: store the previous object first, before its policy exists (so unmutated)
+        stored = copy.deepcopy(case.previous)
+        stored["metadata"]["namespace"] = namespace
+        kubectl("create", "-f", "-", input=json.dumps(stored))
     install_policy(kubectl, namespace, *policies)
     obj = copy.deepcopy(case.object)
     obj["metadata"]["namespace"] = namespace

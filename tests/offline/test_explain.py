@@ -29,11 +29,9 @@ def test_examples_worker() -> None:
 def test_gunicorn_flag_and_readiness() -> None:
     result = invoke(explain_cli, "-f", str(EXAMPLES), "--width", "70")
     web = result.out.split("Deployment default/web")[1].split("Deployment default/worker")[0]
-    assert "container web: G = 60s from its command line (--graceful-timeout)" in web
-    # as written there is no preStop hook: no sleep to be longer than
-    assert "readiness window 30s (no preStop hook: SIGTERM comes at once" in web
-    assert "longer than the preStop sleep" not in web
-    assert "readiness window 3s (fits in the preStop sleep)" in web
+    assert "container web: G = 60s from its command line (gunicorn --graceful-timeout)" in web
+    # drawn as written and after admission: the user's 10s x 3 is kept (Keep)
+    assert web.count("readiness window 30s (after SIGTERM it only changes 'serving'") == 2
 
 
 def test_not_opted_in_shows_what_kubernetes_gives(write: Writer) -> None:
@@ -56,14 +54,22 @@ def test_compliant_and_audit_only(write: Writer) -> None:
     assert "the webhook changes nothing here (the policy only audits)" in result.out
 
 
-def test_unknown_prestop_hook_is_counted_as_the_policy_sleep(write: Writer) -> None:
+def test_an_unknown_hook_is_not_drawn_as_the_policy_sleep(write: Writer) -> None:
     obj = yaml.safe_load(deployment(annotations={"graceful.io/policy": "apps"}, grace=40))
     obj["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = {
         "preStop": {"httpGet": {"path": "/drain", "port": 80}}}
     path = write("hook.yaml", POLICY + "---\n" + yaml.safe_dump(obj))
     result = invoke(explain_cli, "-f", str(path))
     assert result.code == 0, result.err
-    assert "its own preStop hook (duration unknown; counted as 5s)" in result.out
+    assert "its own preStop hook (length unknown)" in result.out
+    assert "own preStop (length unknown), then SIGTERM" in result.out
+    assert "unused" not in result.out and "^SIGTERM" not in result.out
+    assert "declare it (graceful.io/prestop-seconds)" in result.out
+    obj["metadata"]["annotations"]["graceful.io/prestop-seconds"] = "12"
+    path = write("declared.yaml", POLICY + "---\n" + yaml.safe_dump(obj))
+    result = invoke(explain_cli, "-f", str(path))
+    assert "its own preStop hook (12s, declared)" in result.out
+    assert "preStop 12s" in result.out and "^SIGTERM" in result.out
 
 
 def test_no_workload_and_bad_input_exit_2(write: Writer) -> None:
@@ -73,3 +79,15 @@ def test_no_workload_and_bad_input_exit_2(write: Writer) -> None:
                           " in the input\n")
     result = invoke(explain_cli, "-f", str(write("bad.yaml", "a: [")))
     assert result.code == 2 and result.err.startswith("graceful explain: ")
+
+
+def test_the_platform_limit_that_cuts_the_drain_is_named(write: Writer) -> None:
+    policy = yaml.safe_load(POLICY)
+    policy["spec"].setdefault("drain", {})["platformLimits"] = [
+        {"name": "cluster-autoscaler", "seconds": 600}, {"name": "spot notice", "seconds": 120}]
+    obj = yaml.safe_load(deployment(annotations={"graceful.io/policy": "apps",
+                                                 "graceful.io/graceful-timeout": "3600"}))
+    path = write("limits.yaml", yaml.safe_dump(policy) + "---\n" + yaml.safe_dump(obj))
+    result = invoke(explain_cli, "-f", str(path))
+    assert result.code == 0, result.err
+    assert "but spot notice allows 120s: on that shutdown SIGKILL comes at 120s" in result.out

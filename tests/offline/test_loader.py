@@ -154,3 +154,15 @@ def test_rendered_output_with_braces_in_strings_is_read_as_is(write: Writer) -> 
           alert: 'summary: "{{ $labels.instance }} is down"'
         """)
     assert [d.name for d in load([str(path)])] == ["rules"]
+
+
+def test_the_c_loader_is_used_when_pyyaml_has_it() -> None:
+    import yaml  # noqa: PLC0415
+
+    from graceful.offline import loader  # noqa: PLC0415
+
+    expected = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+    assert loader.SafeLoader is expected
+    # a safe loader either way: no Python object tags
+    with pytest.raises(InputError, match="not valid YAML"):
+        load(["-"], stdin=io.StringIO("!!python/object/apply:os.system [echo]\n"))

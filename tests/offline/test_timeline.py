@@ -19,7 +19,7 @@ def test_a_budget_that_fits() -> None:
     assert _column(events, "^SIGTERM") == _column(times, "5s")
     assert _column(events, "^SIGKILL at 3615s") == _column(times, "3615s")
     assert _column(bar, "preStop") < _column(bar, "drain") < _column(bar, "margin")
-    assert ready.strip().startswith("[~") and "readiness window 3s (fits" in ready
+    assert ready.strip().startswith("[~") and "readiness window 3s (after SIGTERM" in ready
     assert verdict(Timings(5, 3600, 10, 3615)) == (
         "ok: SIGKILL at 3615s comes after the drain ends (3615s needed)")
 
@@ -53,7 +53,7 @@ def test_unknown_timeout() -> None:
 
 def test_a_readiness_window_longer_than_the_prestop() -> None:
     ready = draw(Timings(5, 60, 10, 75, readiness_window=30))[3]
-    assert "readiness window 30s (longer than the preStop sleep)" in ready
+    assert "readiness window 30s (after SIGTERM it only changes 'serving'" in ready
 
 
 def test_width_is_respected_for_reasonable_inputs() -> None:
@@ -68,7 +68,7 @@ def test_without_a_prestop_no_sleep_is_named() -> None:
     """Not opted in, no hook: nothing may be said about 'the preStop sleep' it does not have."""
     ready = draw(Timings(0, 60, 0, 30, readiness_window=30))[3]
     assert "the preStop sleep" not in ready
-    assert "readiness window 30s (no preStop hook: SIGTERM comes at once" in ready
+    assert "readiness window 30s (after SIGTERM it only changes 'serving'" in ready
     unknown = verdict(Timings(0, None, 0, 30))
     assert unknown.endswith("SIGKILL comes 30s after SIGTERM"), unknown
     assert verdict(Timings(5, None, 0, 30)).endswith("30s after the preStop starts")

@@ -60,3 +60,19 @@ def test_round_trip_through_to_object() -> None:
                  "containers": ["app"], "userValues": "Overwrite"}})
     again = GracefulPolicy.from_object(policy.to_object())
     assert again.spec == policy.spec and again.labels == {"team": "a"}
+
+
+def test_platform_limits_are_bounded_and_the_shortest_cuts_first() -> None:
+    spec = PolicySpec.model_validate({"drain": {"platformLimits": [
+        {"name": "cluster-autoscaler", "seconds": 600}, {"name": "spot", "seconds": 120}]}})
+    limit = spec.drain.shortest_limit()
+    assert limit is not None and (limit.name, limit.seconds) == ("spot", 120)
+    assert PolicySpec().drain.shortest_limit() is None
+    for bad in ({"name": "", "seconds": 1}, {"name": "x", "seconds": 0}, {"name": "x"}):
+        try:
+            GracefulPolicy.from_object({"metadata": {"name": "p"},
+                                        "spec": {"drain": {"platformLimits": [bad]}}})
+        except PolicyError as exc:
+            assert "spec.drain.platformLimits[0]" in str(exc)
+        else:
+            raise AssertionError(f"accepted {bad}")

@@ -9,7 +9,7 @@ import jsonpatch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graceful.core import FindingCode, GracefulPolicy, evaluate, prestop
+from graceful.core import NEEDS_USER, FindingCode, GracefulPolicy, evaluate, prestop
 from graceful.core.names import KUBERNETES_DEFAULT_GRACE_SECONDS
 
 NAMES = ["app", "web", "worker", "istio-proxy", "metrics"]
@@ -73,7 +73,9 @@ def containers(draw: st.DrawFn, name: str) -> dict[str, Any]:
         container["lifecycle"] = {"preStop": hook}
     if draw(st.booleans()):
         probe: dict[str, Any] = {"httpGet": {"path": "/ready", "port": 8080}}
-        for key in ("periodSeconds", "failureThreshold"):
+        if draw(st.booleans()):
+            probe = {"exec": {"command": ["mysql", "-e", "SELECT 1"]}}
+        for key in ("periodSeconds", "failureThreshold", "timeoutSeconds"):
             if draw(st.booleans()):
                 probe[key] = draw(st.integers(1, 30))
         container["readinessProbe"] = probe
@@ -138,8 +140,7 @@ def test_budget_holds_or_the_cap_is_reported(policy: GracefulPolicy, obj: dict[s
         assert FindingCode.BudgetCapped in {f.code for f in after.findings}
         assert any("capped at" in w for w in decision.warnings)
     assert grace_of(patched) >= budget.grace
-    assert {f.code for f in after.findings} <= {FindingCode.BudgetCapped,
-                                                FindingCode.UnreadableTimeout}
+    assert {f.code for f in after.findings} <= NEEDS_USER
 
 
 @SETTINGS
@@ -163,6 +164,29 @@ def test_larger_user_values_are_never_lowered_under_keep(
         new = prestop.read((after.get("lifecycle") or {}).get("preStop"))
         if old.seconds is not None:
             assert new.seconds is not None and new.seconds >= old.seconds
+
+
+@SETTINGS
+@given(policies(), workloads())
+def test_readiness_values_the_user_wrote_are_never_lowered_under_keep(
+        policy: GracefulPolicy, obj: dict[str, Any]) -> None:
+    decision, patched = apply(obj, policy)
+    for before, after in zip(pod_spec(obj)["containers"], pod_spec(patched)["containers"],
+                             strict=True):
+        old, new = before.get("readinessProbe"), after.get("readinessProbe")
+        if old is None:
+            assert new is None  # a probe is never added
+            continue
+        if policy.spec.user_values == "Keep":
+            for key in ("periodSeconds", "failureThreshold"):
+                if key in old:
+                    assert new[key] == old[key]
+        if new.get("periodSeconds") != old.get("periodSeconds"):
+            # never a period below the probe's own timeout
+            assert new["periodSeconds"] >= old.get("timeoutSeconds", 1)
+            if "exec" in old:  # an exec probe that runs more often is said out loud
+                assert any("exec readiness probe now runs every" in w
+                           for w in decision.warnings)
 
 
 @SETTINGS

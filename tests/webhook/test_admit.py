@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,7 +68,8 @@ def test_audit_mode_drops_a_patch_even_if_the_engine_returned_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     audit = policy(mode="Audit")
 
-    def rogue(obj: Any, policies: Iterable[GracefulPolicy], invalid: Any = None) -> Decision:
+    def rogue(obj: Any, policies: Iterable[GracefulPolicy],
+                invalid: Any = None, **_: Any) -> Decision:
         return Decision(opted_in=True, policy_name="workers", policy=audit,
                         patch=[{"op": "add", "path": "/metadata/labels", "value": {}}])
 
@@ -95,10 +97,21 @@ def test_subresources_are_not_ours() -> None:
 
 
 def test_other_kinds_are_allowed_unchanged() -> None:
-    obj = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "annotations": {
-        "graceful.io/policy": "workers"}}, "spec": {}}
-    verdict = judge(review(obj, kind="Job"), POLICIES)
+    obj = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+        "name": "j", "annotations": {"graceful.io/policy": "workers"}}, "spec": {}}
+    verdict = judge(review(obj, kind="ReplicaSet"), POLICIES)
     assert verdict.outcome == "skipped" and verdict.response.patch is None
+
+
+def test_a_job_is_patched_on_create_only_and_not_when_a_cronjob_made_it() -> None:
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        "name": "j", "annotations": {"graceful.io/policy": "workers"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    assert judge(review(job, kind="Job"), POLICIES).outcome == "mutated"
+    assert judge(review(job, kind="Job", operation="UPDATE"), POLICIES).outcome == "skipped"
+    job["metadata"]["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob",
+                                           "name": "n", "uid": "u", "controller": True}]
+    assert judge(review(job, kind="Job"), POLICIES).outcome == "skipped"
 
 
 def test_pods_owned_by_a_controller_are_skipped() -> None:
@@ -172,7 +185,8 @@ def test_lookup_failure_is_allowed_with_a_warning() -> None:
 
 
 def test_a_patch_that_does_not_apply_is_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
-    def bad_patch(obj: Any, policies: Iterable[GracefulPolicy], invalid: Any = None) -> Decision:
+    def bad_patch(obj: Any, policies: Iterable[GracefulPolicy],
+                invalid: Any = None, **_: Any) -> Decision:
         return Decision(opted_in=True, policy_name="workers", policy=policy(),
                         patch=[{"op": "replace", "path": "/spec/nothing/here", "value": 1}])
 
@@ -186,7 +200,8 @@ def test_a_patch_that_does_not_apply_is_not_sent(monkeypatch: pytest.MonkeyPatch
 def test_warnings_are_short_printable_unique_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     noisy = ["x" * 500, "tab\there", "same", "same", *(f"w{i}" for i in range(40))]
 
-    def chatty(obj: Any, policies: Iterable[GracefulPolicy], invalid: Any = None) -> Decision:
+    def chatty(obj: Any, policies: Iterable[GracefulPolicy],
+                invalid: Any = None, **_: Any) -> Decision:
         return Decision(opted_in=True, warnings=noisy)
 
     monkeypatch.setattr(module, "evaluate", chatty)
@@ -202,3 +217,16 @@ def test_three_containers_each_get_a_pre_stop() -> None:
     spec = patched(obj, admit(review(obj), POLICIES))["spec"]["template"]["spec"]
     assert [c["lifecycle"]["preStop"] for c in spec["containers"]] == [
         {"sleep": {"seconds": 5}}] * 3
+
+
+def test_an_update_that_leaves_the_template_alone_is_not_mutated() -> None:
+    stored = opted_in()
+    annotated = copy.deepcopy(stored)
+    annotated["metadata"].setdefault("annotations", {})["team.example/owner"] = "payments"
+    verdict = judge(review(annotated, operation="UPDATE", old=stored), POLICIES)
+    assert verdict.response.patch is None and verdict.outcome == "unchanged"
+    assert any("pod template unchanged" in w for w in verdict.response.warnings or [])
+    changed = copy.deepcopy(annotated)
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/app:2"
+    verdict = judge(review(changed, operation="UPDATE", old=stored), POLICIES)
+    assert verdict.outcome == "mutated"  # the next template change applies the policy

@@ -11,7 +11,7 @@ from graceful.webhook.app import create_app
 from graceful.webhook.cache import PolicyCache
 from graceful.webhook.deps import get_policies
 
-from .conftest import deployment, opted_in, patched, policy, policy_object, review_dict
+from .conftest import NAMESPACE, deployment, opted_in, patched, policy, policy_object, review_dict
 
 
 def test_mutate_round_trip(client: TestClient) -> None:
@@ -140,3 +140,28 @@ def test_openapi_documents_the_review_body_and_the_400(client: TestClient) -> No
 
 def test_wrong_method_is_not_a_500(client: TestClient) -> None:
     assert client.get("/mutate").status_code == 405
+
+
+def test_a_policy_the_cache_missed_is_read_from_the_api_server() -> None:
+    cache = PolicyCache.of([])
+    asked: list[tuple[str, str]] = []
+
+    def get(namespace: str, name: str) -> dict[str, object] | None:
+        asked.append((namespace, name))
+        return policy_object(name) if name == "workers" else None
+
+    cache.getter = get
+    with TestClient(create_app(cache)) as client:
+        found = client.post("/mutate", json=review_dict(opted_in())).json()["response"]
+        obj = opted_in()
+        obj["metadata"]["annotations"]["graceful.io/policy"] = "typo"
+        missing = client.post("/mutate", json=review_dict(obj)).json()["response"]
+        text = client.get("/metrics").text
+    assert "patch" in found and "patch" not in missing
+    assert asked == [(NAMESPACE, "workers"), (NAMESPACE, "typo")]
+    assert len(cache) == 0  # the watch stays the cache's only writer
+    total = "graceful_webhook_admission_requests_total"
+    assert _sample(text, total, kind="Deployment", operation="CREATE", outcome="mutated") == 1
+    # counted apart from "unchanged": a missing policy is worth an alert of its own
+    assert _sample(text, total, kind="Deployment", operation="CREATE",
+                   outcome="policy_not_found") == 1

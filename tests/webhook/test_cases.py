@@ -39,15 +39,18 @@ def test_the_table_is_not_empty() -> None:
 @pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
 def test_case_through_the_app(case: Case, operation: str) -> None:
     with TestClient(create_app(_cache(case))) as client:
-        body = review_dict(copy.deepcopy(case.object), operation=operation, uid=case.name)
+        if case.previous is not None:  # the case is an UPDATE of that stored object
+            operation = "UPDATE"
+        body = review_dict(copy.deepcopy(case.object), operation=operation, uid=case.name,
+                           old=copy.deepcopy(case.previous))
         response = client.post("/mutate", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()["response"]
     assert answer["uid"] == case.name
     assert answer["allowed"] is True
-    if case.kind == "Pod" and operation == "UPDATE":
-        # A Pod's spec is immutable once created: a patch would fail the update,
-        # so a Pod UPDATE is always admitted unchanged.
+    if case.kind in ("Pod", "Job") and operation == "UPDATE":
+        # A Pod's spec and a Job's template are immutable once created: a patch would
+        # fail the update, so such an UPDATE is always admitted unchanged.
         assert "patch" not in answer
         return
     if case.expect.mutated is None:
@@ -65,7 +68,7 @@ def test_case_through_the_app(case: Case, operation: str) -> None:
 def test_admitting_the_result_again_changes_nothing(case: Case) -> None:
     assert case.expect.mutated is not None
     with TestClient(create_app(_cache(case))) as client:
-        operation = "CREATE" if case.kind == "Pod" else "UPDATE"
+        operation = "CREATE" if case.kind in ("Pod", "Job") else "UPDATE"
         body = review_dict(copy.deepcopy(case.expect.mutated), operation=operation)
         answer = client.post("/mutate", json=body).json()["response"]
     assert "patch" not in answer

@@ -29,7 +29,9 @@ def test_service_configuration() -> None:
     assert hook["timeoutSeconds"] == 5
     assert hook["reinvocationPolicy"] == "IfNeeded"
     assert hook["matchPolicy"] == "Equivalent"
-    apps, core = hook["rules"]
+    apps, cronjobs, jobs, core = hook["rules"]
+    assert (cronjobs["resources"], cronjobs["operations"]) == (["cronjobs"], ["CREATE", "UPDATE"])
+    assert (jobs["resources"], jobs["operations"]) == (["jobs"], ["CREATE"])  # immutable template
     assert apps == {"apiGroups": ["apps"], "apiVersions": ["v1"],
                     "resources": ["deployments", "statefulsets", "daemonsets"],
                     "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}

@@ -1,0 +1,182 @@
+"""The rules of issue 13 (the drain model against the kubelet), one test group per rule.
+
+The shared case table (tests/cases/) holds one row per rule; these tests pin
+the parts a row cannot show: pure helpers, and properties over variations.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from graceful.core import FindingCode, GracefulPolicy, evaluate, is_bare_pod, is_compliant, prestop
+from graceful.core.rollout import rollout_of
+
+POLICY = GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": {}})
+
+
+def deployment(*containers: dict[str, Any], grace: int | None = None,
+               annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    pod: dict[str, Any] = {"containers": list(containers) or [{"name": "app", "image": "a"}],
+                           **spec}
+    if grace is not None:
+        pod["terminationGracePeriodSeconds"] = grace
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "w",
+                         "annotations": {"graceful.io/policy": "p", **(annotations or {})}},
+            "spec": {"selector": {"matchLabels": {"app": "w"}},
+                     "template": {"metadata": {"labels": {"app": "w"}}, "spec": pod}}}
+
+
+def pod_spec(obj: Any) -> Any:
+    return obj["spec"]["template"]["spec"]
+
+
+# --- rule 12: one definition of compliance ------------------------------------------------
+
+
+def test_the_decision_carries_the_admitted_object() -> None:
+    obj = deployment()
+    original = copy.deepcopy(obj)
+    decision = evaluate(obj, [POLICY])
+    assert decision.patch
+    assert decision.admitted == jsonpatch.apply_patch(obj, decision.patch)
+    assert obj == original
+    unchanged = evaluate(decision.admitted, [POLICY])  # type: ignore[arg-type]
+    assert unchanged.patch == [] and unchanged.admitted is decision.admitted
+    audit = GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": {"mode": "Audit"}})
+    assert evaluate(obj, [audit]).admitted is obj
+    assert evaluate({**obj, "metadata": {}}, [POLICY]).admitted is not None
+
+
+def test_compliance_is_defined_once() -> None:
+    assert is_compliant(True, True, [])
+    assert not is_compliant(False, True, [])
+    assert not is_compliant(True, False, [])
+    decision = evaluate(deployment(), [POLICY])
+    assert not is_compliant(True, True, decision.findings)
+    assert decision.compliant is False
+
+
+def test_a_bare_pod_is_one_no_controller_manages() -> None:
+    pod: dict[str, Any] = {"kind": "Pod", "metadata": {}}
+    assert is_bare_pod(pod)
+    pod["metadata"]["ownerReferences"] = [{"kind": "Thing", "name": "x", "uid": "1"}]
+    assert is_bare_pod(pod)  # an owner for garbage collection only recreates nothing
+    pod["metadata"]["ownerReferences"].append(
+        {"kind": "ReplicaSet", "name": "rs", "uid": "2", "controller": True})
+    assert not is_bare_pod(pod)
+    assert not is_bare_pod({"kind": "Deployment", "metadata": {}})
+
+
+# --- rule 1: hooks of unknown length ------------------------------------------------------
+
+NGINX_QUIT = {"preStop": {"exec": {"command": ["/usr/sbin/nginx", "-s", "quit"]}}}
+
+
+def test_declared_hook_lengths_are_read_strictly() -> None:
+    read = prestop.declared
+    assert read({}) == (prestop.Declared(), [])
+    assert read({"graceful.io/prestop-seconds": "20"})[0].for_container("any") == 20
+    both, found = read({"graceful.io/prestop-seconds": "app=20, nginx=1m"})
+    assert found == [] and both.for_container("nginx") == 60 and both.for_container("x") is None
+    for bad in ("app=", "=5", "App=5", "app=5,app=6", "app=-1", "1.5", "x" * 600,
+                ",".join(f"c{i}=1" for i in range(33))):
+        declared, found = read({"graceful.io/prestop-seconds": bad})
+        assert declared == prestop.Declared(), bad
+        assert [f.code for f in found] == [FindingCode.UnreadableTimeout], bad
+
+
+@given(st.integers(0, 20000), st.booleans(), st.booleans())
+def test_overwrite_never_shortens_the_grace_of_an_unknown_hook(
+        grace: int, declare: bool, overwrite: bool) -> None:
+    spec = {"userValues": "Overwrite" if overwrite else "Keep"}
+    policy = GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": spec})
+    annotations = {"graceful.io/prestop-seconds": "app=7"} if declare else {}
+    obj = deployment({"name": "app", "image": "a", "lifecycle": NGINX_QUIT},
+                     {"name": "side", "image": "b"}, grace=grace, annotations=annotations)
+    decision = evaluate(obj, [policy])
+    after = pod_spec(decision.admitted)["terminationGracePeriodSeconds"]
+    codes = {f.code for f in decision.findings}
+    assert decision.plan is not None
+    if declare:
+        assert FindingCode.PreStopDurationUnknown not in codes
+        assert decision.plan.budget.required == 7 + 30 + 5
+        assert after == (42 if overwrite else max(grace, 42))
+    else:
+        assert FindingCode.PreStopDurationUnknown in codes
+        assert after >= grace and after >= decision.plan.budget.grace
+        assert decision.plan.budget.pre_stop_known is False
+        assert "at least" in decision.plan.budget.explain()
+    assert evaluate(decision.admitted, [policy]).patch == []  # type: ignore[arg-type]
+
+
+# --- rule 10: stale Pods are not a rollout in progress ------------------------------------
+
+
+def workload(kind: str, *, generation: int = 2, observed: int | None = 2,
+             spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {"kind": kind, "metadata": {"generation": generation},
+                           "spec": spec or {}, "status": dict(status)}
+    if observed is not None:
+        obj["status"]["observedGeneration"] = observed
+    return obj
+
+
+@pytest.mark.parametrize(("obj", "state"), [
+    (workload("Deployment", spec={"replicas": 3}, updatedReplicas=3, replicas=3), "complete"),
+    (workload("Deployment", spec={"replicas": 3}, updatedReplicas=1, replicas=4), "progressing"),
+    (workload("Deployment", spec={"replicas": 2}, updatedReplicas=2, replicas=3), "progressing"),
+    (workload("Deployment", observed=1, updatedReplicas=1, replicas=1), "progressing"),
+    (workload("Deployment", observed=None), "progressing"),  # status not written yet
+    (workload("Deployment", spec={"paused": True}, updatedReplicas=0, replicas=1), "paused"),
+    (workload("Deployment", updatedReplicas=1, replicas=1), "complete"),  # replicas default 1
+    (workload("StatefulSet", spec={"replicas": 2}, currentRevision="a", updateRevision="b",
+              updatedReplicas=1), "progressing"),
+    (workload("StatefulSet", spec={"replicas": 2}, currentRevision="b", updateRevision="b",
+              updatedReplicas=2), "complete"),
+    (workload("StatefulSet", spec={"updateStrategy": {"type": "OnDelete"}},
+              currentRevision="a", updateRevision="b"), "manual"),
+    (workload("StatefulSet", spec={"replicas": 3, "updateStrategy": {
+        "type": "RollingUpdate", "rollingUpdate": {"partition": 2}}},
+        currentRevision="a", updateRevision="b"), "manual"),
+    (workload("DaemonSet", desiredNumberScheduled=3, updatedNumberScheduled=1), "progressing"),
+    (workload("DaemonSet", desiredNumberScheduled=3, updatedNumberScheduled=3), "complete"),
+    (workload("DaemonSet", spec={"updateStrategy": {"type": "OnDelete"}},
+              desiredNumberScheduled=3, updatedNumberScheduled=0), "manual"),
+    ({"kind": "Pod"}, "none"),
+    ({"kind": "Job"}, "none"),
+])
+def test_the_rollout_state_comes_from_status_fields(obj: dict[str, Any], state: str) -> None:
+    found = rollout_of(obj)
+    assert found.state == state, found.reason
+    assert found.replaces_pods is (state == "progressing")
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers(-3, 5) | st.text(max_size=3),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                        st.sampled_from(["kind", "spec", "status", "metadata", "paused",
+                                         "replicas", "updatedReplicas", "generation",
+                                         "observedGeneration", "updateStrategy", "type"]),
+                        c, max_size=4), max_leaves=20))
+def test_rollout_of_never_raises(obj: Any) -> None:
+    assert rollout_of(obj).state in ("progressing", "complete", "paused", "manual", "none")
+
+
+# --- rule 8: Jobs, CronJobs, and kinds the engine does not handle ---------------------------
+
+
+def test_an_annotated_object_of_another_kind_is_a_warning_and_a_finding() -> None:
+    rollout = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+               "metadata": {"name": "r", "annotations": {"graceful.io/policy": "p"}},
+               "spec": {"template": {"spec": {"containers": [{"name": "app"}]}}}}
+    decision = evaluate(rollout, [POLICY])
+    assert decision.opted_in and decision.patch == []
+    assert [f.code for f in decision.findings] == [FindingCode.UnsupportedKind]
+    assert any("'Rollout' is not one of" in w for w in decision.warnings)
+    assert evaluate({**rollout, "metadata": {"name": "r"}}, [POLICY]).findings == []
