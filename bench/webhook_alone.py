@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     FixedRate,
@@ -45,6 +45,9 @@ from bench.common import (
     wrk_saturation,
 )
 from bench.reviews import deployment, review
+
+if TYPE_CHECKING:
+    from graceful.core import GracefulPolicy
 
 APPS = ("graceful", "baseline")
 #: (containers, target size of the Deployment in bytes)
@@ -63,6 +66,17 @@ TARGET_CONTAINERS = 3
 # --- the servers (run in child processes) --------------------------------------------------
 
 
+def bench_policy() -> GracefulPolicy:
+    """The one Enforce policy the reviews opt in to."""
+    from graceful.core import GracefulPolicy  # noqa: PLC0415
+
+    return GracefulPolicy.from_object({
+        "apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
+        "metadata": {"name": POLICY, "namespace": NAMESPACE},
+        "spec": {"mode": "Enforce"},
+    })
+
+
 def serve(app_name: str, cert: Path, key: Path, port_file: Path) -> None:
     """Serve one app with the webhook's own server class and TLS; write the port, run."""
     from graceful.webhook.server import WebhookServer, bind  # noqa: PLC0415
@@ -70,16 +84,10 @@ def serve(app_name: str, cert: Path, key: Path, port_file: Path) -> None:
 
     app: Any
     if app_name == "graceful":
-        from graceful.core import GracefulPolicy  # noqa: PLC0415
         from graceful.webhook.app import create_app  # noqa: PLC0415
         from graceful.webhook.cache import PolicyCache  # noqa: PLC0415
 
-        policy = GracefulPolicy.from_object({
-            "apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
-            "metadata": {"name": POLICY, "namespace": NAMESPACE},
-            "spec": {"mode": "Enforce"},
-        })
-        app = create_app(PolicyCache.of([policy]))
+        app = create_app(PolicyCache.of([bench_policy()]))
     else:
         from bench.baseline_app import app  # noqa: PLC0415
     server = WebhookServer(app, ReloadingCertificate(cert, key), bind("127.0.0.1", 0))

@@ -48,7 +48,8 @@ class Finding:
 
 def clip(text: str, limit: int = 40) -> str:
     """``text`` made printable and at most ``limit`` characters, for messages."""
-    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
+    printable = text if text.isprintable() else "".join(
+        ch if ch.isprintable() else "?" for ch in text)
     return printable if len(printable) <= limit else printable[: limit - 3] + "..."
 
 
