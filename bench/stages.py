@@ -15,10 +15,10 @@ product's own function, timed on the same review the load tests send:
   (FastAPI, Starlette, reading the body);
 - ``baseline app``: :mod:`bench.baseline_app` called the same way.
 
-Times are medians over a few thousand requests, in microseconds (a request
-during which another process took the core does not move a median, but a busy
-machine still slows every figure through shared caches: look at the load
-average recorded next to them).
+Times are 10th percentiles over a few thousand requests, in microseconds (a
+request during which another process took the core does not move them, but a
+busy machine still slows every figure through shared caches and cores: look
+at the load average recorded next to them).
 
 Usage: ``.venv/bin/python -m bench.stages`` (prints the table; no results file).
 """
@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from bench.common import load_average, table
+from bench.common import load_average, percentile, table
 from bench.reviews import deployment, review
 
 ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
@@ -86,40 +85,48 @@ class _Timed:
         finally:
             self.samples.append(time.perf_counter_ns() - started)
 
-    def median_us(self) -> float:
-        return statistics.median(self.samples) / 1000 if self.samples else 0.0
+    def low_us(self) -> float:
+        """The 10th percentile in µs: another process taking the core only ever adds time."""
+        return percentile(self.samples, 10) / 1000 if self.samples else 0.0
 
 
 def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, float]:
-    """Median µs per request for each of :data:`STAGES`, for one review shape.
+    """µs per request for each of :data:`STAGES` (10th percentile), for one review shape.
 
     The stages are timed inside real requests to the app (each stage function
     wrapped by a timer while the app runs), not in loops of their own, so that
     caches and the garbage collector treat them as they do when serving.
-    Medians, because a request during which another process took the core
-    would inflate a mean; ``framework`` is the median request minus the
-    stages' medians.
+    A low percentile, because on a shared machine a request during which
+    another process took the core is slower by that process's time slice and
+    even a median moved by a third between runs; ``framework`` is the
+    request's figure minus the stages' (so it slightly overstates).
     """
     from bench.baseline_app import app as baseline  # noqa: PLC0415
     from bench.webhook_alone import NAMESPACE, bench_policy  # noqa: PLC0415
-    from graceful.webhook import admit  # noqa: PLC0415
+    from graceful.webhook import admit, server  # noqa: PLC0415
     from graceful.webhook import app as app_module  # noqa: PLC0415
     from graceful.webhook.cache import PolicyCache  # noqa: PLC0415
-    from graceful.webhook.server import settle_garbage_collector  # noqa: PLC0415
 
     policy = bench_policy()
     app = app_module.create_app(PolicyCache.of([policy]))
     body = json.dumps(review(deployment(containers, target_bytes=size,
                                         namespace=NAMESPACE, policy=policy.name))).encode()
+    # Older trees (bench/README.md, "the webhook as it was before a commit") may lack a
+    # stage: it is then counted in ``framework``.
     timers = {"parse": _Timed(app_module.parse_review), "judge": _Timed(app_module.judge),
-              "evaluate": _Timed(admit.evaluate), "render": _Timed(app_module.render),
+              "evaluate": _Timed(admit.evaluate),
+              "render": _Timed(getattr(app_module, "render", lambda response: b"")),
               "metrics": _Timed(app.state.metrics.observe)}
-    originals = (app_module.parse_review, app_module.judge, admit.evaluate, app_module.render)
+    originals = (app_module.parse_review, app_module.judge, admit.evaluate,
+                 getattr(app_module, "render", None))
+    settle_garbage_collector = getattr(server, "settle_garbage_collector", lambda: None)
     loop = asyncio.new_event_loop()
     settle_garbage_collector()  # as the servers do
     try:
         app_module.parse_review, app_module.judge = timers["parse"], timers["judge"]
-        admit.evaluate, app_module.render = timers["evaluate"], timers["render"]
+        admit.evaluate = timers["evaluate"]
+        if originals[3] is not None:
+            app_module.render = timers["render"]
         app.state.metrics.observe = timers["metrics"]
         ours, theirs = _Timed(asgi_call(app, body)), _Timed(asgi_call(baseline, body))
         for timed in (ours, theirs):
@@ -131,10 +138,12 @@ def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, floa
             _requests(loop, ours, number // 5)
             _requests(loop, theirs, number // 5)
     finally:
-        app_module.parse_review, app_module.judge, admit.evaluate, app_module.render = originals
+        app_module.parse_review, app_module.judge, admit.evaluate = originals[:3]
+        if originals[3] is not None:
+            app_module.render = originals[3]
         loop.close()
-    figures = {stage: timer.median_us() for stage, timer in timers.items()}
-    figures["app"], figures["baseline app"] = ours.median_us(), theirs.median_us()
+    figures = {stage: timer.low_us() for stage, timer in timers.items()}
+    figures["app"], figures["baseline app"] = ours.low_us(), theirs.low_us()
     figures["answer"] = max(0.0, figures.pop("judge") - figures["evaluate"]) + figures.pop(
         "render")
     inside = sum(figures[stage] for stage in ("parse", "evaluate", "answer", "metrics"))

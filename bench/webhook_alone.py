@@ -59,6 +59,10 @@ RATES = (100, 500, 1000)
 NAMESPACE = "bench"
 POLICY = "bench"
 
+#: An experiment: serve both apps with this uvicorn ``http`` setting (``httptools``)
+#: instead of WebhookServer's guarded h11 protocol; the section must say so (``--note``).
+HTTP_OVERRIDE = "BENCH_UVICORN_HTTP"
+
 # Targets of issue 15.
 TARGET_THROUGHPUT_RATIO = 0.60
 TARGET_P99_MS = 5.0
@@ -95,6 +99,8 @@ def serve(app_name: str, cert: Path, key: Path, port_file: Path) -> None:
     else:
         from bench.baseline_app import app  # noqa: PLC0415
     server = WebhookServer(app, ReloadingCertificate(cert, key), bind("127.0.0.1", 0))
+    if os.environ.get(HTTP_OVERRIDE):  # an experiment: uvicorn's own protocol, no deadlines
+        server.config.http = os.environ[HTTP_OVERRIDE]
     port_file.write_text(str(server.address[1]))
     server.run()
 
@@ -286,7 +292,7 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
                          f"{ours.p99_ms / base.p99_ms:.2f}"])
     lines += table(["containers", "req/s", "graceful done", "graceful p50", "graceful p99",
                     "baseline done", "baseline p50", "baseline p99", "p99 ratio"], rows)
-    lines += ["", "Where a request's time goes, in-process (bench/stages.py: median µs per"
+    lines += ["", "Where a request's time goes, in-process (bench/stages.py: 10th-percentile µs per"
               " request, stages timed inside real requests to the app, no HTTP or TLS):", ""]
     lines += table(["containers", *(f"{stage} µs" for stage in STAGES)],
                    [[r.containers, *(f"{r.stages.get(stage, float('nan')):.0f}"
@@ -321,14 +327,15 @@ def _load_range(loads: list[float]) -> str:
 
 
 def uvicorn_flavour() -> str:
-    """What uvicorn's ``auto`` settings pick here: httptools or h11, uvloop or asyncio."""
+    """What the servers run: the HTTP protocol (WebhookServer's guarded h11 unless
+    ``BENCH_UVICORN_HTTP`` says otherwise) and what uvicorn's ``auto`` loop picks."""
     import importlib.util  # noqa: PLC0415
 
     import uvicorn  # noqa: PLC0415
 
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    http = os.environ.get(HTTP_OVERRIDE) or "h11 (WebhookServer's guarded protocol)"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    return f"{uvicorn.__version__}, HTTP parser {http}, event loop {loop}"
+    return f"{uvicorn.__version__}, HTTP protocol {http}, event loop {loop}"
 
 
 def ratio_verdict(measured: float, target: float) -> str:

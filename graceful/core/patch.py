@@ -88,7 +88,8 @@ class PatchBuilder:
             if key not in node or node[key] is None:
                 nested = _nest(parts[depth + 1:], value)
                 self._emit("add", parts[: depth + 1], nested)
-                node[key] = _copy(nested)
+                # not copied: not in ``_own``, so a later ``set`` below it copies it first
+                node[key] = nested
                 return
             if last:
                 if node[key] != value:

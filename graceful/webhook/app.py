@@ -185,7 +185,10 @@ async def _read_body(request: Request, settings: WebhookSettings) -> bytes:
     """The body, refused with :class:`BadReview` when too large or too slow to arrive.
 
     The declared length is checked before anything is read, and the stream is
-    counted as it arrives, so a 10 MB body never sits in memory.
+    counted as it arrives, so a 10 MB body never sits in memory. The ASGI
+    messages are read directly (``request.receive``): Starlette's
+    ``request.stream()`` is an async generator, which asyncio registers for
+    finalisation on every request.
     """
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
@@ -195,19 +198,26 @@ async def _read_body(request: Request, settings: WebhookSettings) -> bytes:
         if int(declared) > limit:
             raise BadReview(f"request body of {int(declared)} bytes exceeds the limit of"
                             f" {limit} bytes")
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(settings.body_timeout_seconds):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect
+                    raise BadReview("the client closed the connection before the end of the body")
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise BadReview(f"request body exceeds the limit of {limit} bytes")
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise BadReview(f"request body not received within {settings.body_timeout_seconds:g}s"
                         ) from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _add_review_schemas(app: FastAPI) -> None:
