@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, Final, get_args, get_origin
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
-from fastapi.params import Depends
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -48,8 +46,6 @@ from graceful.webhook.review import (
     render,
 )
 from graceful.webhook.settings import WebhookSettings
-
-log = logging.getLogger(__name__)
 
 _BAD_REQUEST: Final[dict[int | str, dict[str, Any]]] = {
     400: {"model": Problem, "description": "The body is not a usable AdmissionReview."},
@@ -84,7 +80,7 @@ class DirectRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         solved = super().get_route_handler()
         endpoint = self.endpoint
-        dependencies = _request_dependencies(endpoint)
+        dependencies = _request_dependencies(self)
         provider = self.dependency_overrides_provider
 
         async def handler(request: Request) -> Response:
@@ -97,28 +93,33 @@ class DirectRoute(APIRoute):
         return handler
 
 
-def _request_dependencies(
-        endpoint: Callable[..., Any]) -> list[tuple[str, Callable[[Request], Awaitable[Any]]]]:
-    """``(parameter, dependency)`` for each ``Annotated[..., Depends(f)]`` parameter.
+def _request_dependencies(route: APIRoute
+                          ) -> list[tuple[str, Callable[[Request], Awaitable[Any]]]]:
+    """``(parameter, dependency)`` for each dependency of ``route``'s endpoint.
 
-    Raises TypeError at start-up for anything :class:`DirectRoute` cannot call
-    directly: a parameter that is not the request or such a dependency, or a
-    dependency that is not an ``async def`` of one ``Request``.
+    Read from the dependency graph FastAPI built for the route. Raises
+    TypeError at start-up for anything :class:`DirectRoute` cannot call
+    directly: an endpoint parameter other than the request and such
+    dependencies, or a dependency that is not an ``async def`` of the request
+    alone.
     """
+    def plain(dependant: Any) -> bool:
+        return not (dependant.path_params or dependant.query_params or dependant.header_params
+                    or dependant.cookie_params or dependant.body_params)
+
+    endpoint = route.dependant
+    if not plain(endpoint):
+        raise TypeError(f"{route.path}: the endpoint may only take the Request and dependencies")
     found = []
-    for name, param in inspect.signature(endpoint, eval_str=True).parameters.items():
-        if param.annotation is Request:
-            continue
-        depends = [m for m in get_args(param.annotation) if isinstance(m, Depends)]
-        if get_origin(param.annotation) is not Annotated or len(depends) != 1:
-            raise TypeError(f"{endpoint.__name__}({name}): not a Request or a dependency")
-        call = depends[0].dependency
-        params = list(inspect.signature(call, eval_str=True).parameters.values()) if call else []
-        if (call is None or not inspect.iscoroutinefunction(call) or len(params) != 1
-                or params[0].annotation is not Request):
-            raise TypeError(f"{endpoint.__name__}({name}): the dependency must be"
+    for dependency in endpoint.dependencies:
+        call = dependency.call
+        if (dependency.name is None or call is None or not inspect.iscoroutinefunction(call)
+                or not plain(dependency) or dependency.dependencies
+                or dependency.request_param_name is None
+                or len(inspect.signature(call).parameters) != 1):
+            raise TypeError(f"{route.path}({dependency.name}): the dependency must be"
                             " an async def of the Request")
-        found.append((name, call))
+        found.append((dependency.name, call))
     return found
 
 
