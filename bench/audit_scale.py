@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import load_average, percentile, publish, table
+from bench.common import cpu_seconds, load_average, percentile, publish, table
 from graceful.operator.kube import ApiError, KubeApi, load_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +55,6 @@ def rss_kib(pid: int) -> tuple[int, int]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
                   .splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    # after "pid (comm) ", fields[0] is the state (field 3); utime and stime are fields 14, 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def deployment(index: int, compliant: bool, replicas: int = 0) -> dict[str, Any]:

@@ -65,6 +65,14 @@ def load_average() -> float:
         return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    # after "pid (comm) ", fields[0] is the state (field 3); utime and stime are fields 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def format_section(title: str, lines: Sequence[str], *, stamp: str, machine_line: str) -> str:
     """One dated Markdown section of bench/results.md."""
     section = [f"## {title} ({stamp})", "", f"Machine: {machine_line}", "", *lines, ""]

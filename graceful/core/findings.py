@@ -97,7 +97,8 @@ def is_compliant(opted_in: bool, policy_found: bool, findings: Iterable[Finding]
 
 def clip(text: str, limit: int = 40) -> str:
     """``text`` made printable and at most ``limit`` characters, for messages."""
-    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
+    printable = text if text.isprintable() else "".join(
+        ch if ch.isprintable() else "?" for ch in text)
     return printable if len(printable) <= limit else printable[: limit - 3] + "..."
 
 

@@ -20,7 +20,10 @@ from typing import Any
 
 def escape(segment: str | int) -> str:
     """One RFC 6901 reference token."""
-    return str(segment).replace("~", "~0").replace("/", "~1")
+    text = str(segment)
+    if "~" in text or "/" in text:
+        return text.replace("~", "~0").replace("/", "~1")
+    return text
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Pointer:
         return Pointer((*self.parts, *other.parts))
 
     def __str__(self) -> str:
-        return "".join("/" + escape(part) for part in self.parts)
+        return "".join(["/" + escape(part) for part in self.parts])
 
 
 class PatchBuilder:
@@ -75,7 +78,7 @@ class PatchBuilder:
                 if last:
                     if node[part] != value:
                         self._emit("replace", parts, value)
-                        node[part] = copy.deepcopy(value)
+                        node[part] = _copy(value)
                     return
                 node = self._child(node, part)
                 continue
@@ -85,17 +88,33 @@ class PatchBuilder:
             if key not in node or node[key] is None:
                 nested = _nest(parts[depth + 1:], value)
                 self._emit("add", parts[: depth + 1], nested)
-                node[key] = copy.deepcopy(nested)
+                # not copied: not in ``_own``, so a later ``set`` below it copies it first
+                node[key] = nested
                 return
             if last:
                 if node[key] != value:
                     self._emit("replace", parts, value)
-                    node[key] = copy.deepcopy(value)
+                    node[key] = _copy(value)
                 return
             node = self._child(node, key)
 
     def _emit(self, op: str, parts: tuple[str | int, ...], value: Any) -> None:
-        self.ops.append({"op": op, "path": str(Pointer(parts)), "value": copy.deepcopy(value)})
+        self.ops.append({"op": op, "path": str(Pointer(parts)), "value": _copy(value)})
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copy(value: Any) -> Any:
+    """``copy.deepcopy`` of a JSON value, several times faster (other values: deepcopy)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {key: _copy(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy(item) for item in value]
+    return copy.deepcopy(value)
 
 
 def _nest(parts: tuple[str | int, ...], value: Any) -> Any:

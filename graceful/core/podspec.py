@@ -58,17 +58,18 @@ class PodSpecView:
     """``terminationGracePeriodSeconds`` as set, or None when absent (Kubernetes uses 30)."""
 
 
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
+# ``where`` is only formatted when the value is wrong: a Pointer costs its string on errors.
+def _mapping(value: Any, where: str | Pointer) -> Mapping[str, Any]:
+    if type(value) is not dict and not isinstance(value, Mapping):  # the ABC check is slow
         raise UnreadableObject(f"{where} is not an object")
     return value
 
 
-def _optional_mapping(value: Any, where: str) -> Mapping[str, Any]:
+def _optional_mapping(value: Any, where: str | Pointer) -> Mapping[str, Any]:
     return {} if value is None else _mapping(value, where)
 
 
-def _list(value: Any, where: str) -> Sequence[Any]:
+def _list(value: Any, where: str | Pointer) -> Sequence[Any]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -102,21 +103,23 @@ def read_pod_spec(obj: Mapping[str, Any]) -> PodSpecView:
         node = node.get(str(part))
         if node is None:
             raise UnreadableObject(f"{path} is missing")
-    spec = _mapping(node, str(path))
+    spec = _mapping(node, path)
     grace = spec.get("terminationGracePeriodSeconds")
     if grace is not None and (type(grace) is not int or grace < 0):
         raise UnreadableObject(f"{path}/terminationGracePeriodSeconds is not a whole number")
     containers = []
-    for index, item in enumerate(_list(spec.get("containers"), f"{path}/containers")):
-        where = path / "containers" / index
-        container = _mapping(item, str(where))
+    listed = path / "containers"
+    for index, item in enumerate(_list(spec.get("containers"), listed)):
+        where = listed / index
+        container = _mapping(item, where)
         name = container.get("name")
         if not isinstance(name, str) or not name:
             raise UnreadableObject(f"{where}/name is not a string")
         containers.append(ContainerView(name=name, raw=container, path=where))
     sidecars = []
-    for index, item in enumerate(_list(spec.get("initContainers"), f"{path}/initContainers")):
-        init = _mapping(item, str(path / "initContainers" / index))
+    inits = path / "initContainers"
+    for index, item in enumerate(_list(spec.get("initContainers"), inits)):
+        init = _mapping(item, inits / index)
         if init.get("restartPolicy") == "Always" and isinstance(init.get("name"), str):
             sidecars.append(init["name"])
     if not containers:

@@ -9,20 +9,27 @@ response.
 
 Why everything is allowed: this webhook adds a preStop hook and raises a grace
 period. None of that is worth failing a deploy for, so an object the engine
-cannot interpret, a failing policy lookup, or a patch that would not apply is
-admitted unchanged, with a warning that ``kubectl`` shows to the user.
+cannot interpret or a failing policy lookup is admitted unchanged, with a
+warning that ``kubectl`` shows to the user.
+
+Why the patch is not applied again here: the engine's ``PatchBuilder`` builds
+each operation by applying it to its own copy of the object, and fails (an
+``error`` outcome here, admitted unchanged) where an operation would not apply.
+That its operations apply with RFC 6902 semantics is proven where the patch is
+made, by the engine's property tests (``tests/unit/test_properties.py``, junk
+objects included) and end to end by the webhook's fuzz tests. A second
+application cost a copy of every container on the patched paths per review.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import jsonpatch
+import pydantic_core
 
 from graceful.core import Decision, GracefulPolicy, evaluate
 from graceful.core.findings import FindingCode
@@ -94,7 +101,7 @@ def judge(review: AdmissionReview, policies: PolicyLookup,
         decision = evaluate(obj, list(policies(namespace)),
                             invalid(namespace) if invalid is not None else None,
                             previous=previous)
-        verdict = _respond(uid, obj, decision)
+        verdict = _respond(uid, decision)
         missing = any(f.code == FindingCode.PolicyNotFound for f in decision.findings)
         if decision.opted_in and decision.policy is None and decision.policy_name and missing:
             return Verdict(verdict.response, "policy_not_found",
@@ -130,119 +137,36 @@ def _namespace_of(obj: Mapping[str, Any]) -> str:
     return namespace if isinstance(namespace, str) else ""
 
 
-def _respond(uid: str, obj: Mapping[str, Any], decision: Decision) -> Verdict:
-    warnings = list(decision.warnings)
-    patch = list(decision.patch)
-    audit = decision.policy is not None and decision.policy.spec.mode == "Audit"
+def _respond(uid: str, decision: Decision) -> Verdict:
+    patch = decision.patch
     outcome: Outcome = "unchanged" if decision.opted_in else "skipped"
-    if patch and audit:  # the engine returns none; a policy that audits must never mutate
+    if patch and decision.policy is not None and decision.policy.spec.mode == "Audit":
+        # the engine returns none; a policy that audits must never mutate
         log.error("engine returned a patch under an Audit policy; dropped")
         patch = []
-    if patch and not _applies(obj, patch):
-        warnings.append("graceful: the computed patch does not apply; not mutated")
-        patch = []
-        outcome = "error"
-    response = AdmissionResponse(uid=uid, warnings=_clean(warnings) or None)
-    if patch:
-        response.patch = encode_patch(patch)
-        response.patch_type = "JSONPatch"
-        outcome = "mutated"
-    return Verdict(response, outcome)
-
-
-def _applies(obj: Mapping[str, Any], patch: list[dict[str, Any]]) -> bool:
-    """Whether the API server will be able to apply ``patch``.
-
-    A patch that fails there fails the request whatever the failurePolicy, so
-    it is tried here first. Not on a deep copy of the object: that copy was
-    half the cost of an admission (0.1 ms for a 5 KB Deployment, 0.8 ms for
-    50 KB). An operation only changes the containers on the way to its
-    location, so before each operation only those are copied (copy on write,
-    :func:`_copy_path`) and the rest stays shared with ``obj``, which is never
-    modified. The operations are copied too (they are small): older jsonpatch
-    releases insert an ``add``'s value without copying it, and a later
-    operation writing inside that value would change the patch sent.
-    """
-    try:
-        apply_patch(obj, patch)
-    except Exception:
-        log.exception("computed patch does not apply: %s", patch)
-        return False
-    return True
-
-
-def apply_patch(obj: Mapping[str, Any], patch: list[dict[str, Any]]) -> Any:
-    """``obj`` with ``patch`` applied, leaving ``obj`` and ``patch`` unchanged.
-
-    Same result and same errors as ``jsonpatch.apply_patch(obj, patch)``,
-    which deep-copies the whole document first.
-    """
-    doc: Any = obj
-    copied: set[int] = set()
-    for op in _json_copy(patch):
-        if isinstance(doc, Mapping | list) and id(doc) not in copied:  # the root may be moved
-            doc = dict(doc) if isinstance(doc, Mapping) else list(doc)
-            copied.add(id(doc))
-        for field in ("path", "from"):
-            pointer = op.get(field) if isinstance(op, dict) else None
-            if isinstance(pointer, str):
-                _copy_path(doc, pointer, copied)
-        doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
-    return doc
-
-
-def _copy_path(root: Any, pointer: str, copied: set[int]) -> None:
-    """Replace every container above the last token of ``pointer`` by a shallow copy.
-
-    ``copied`` holds the ids of the containers that already are copies (the
-    originals stay alive in the caller's object, so an id is never reused for
-    one of them). A token that does not resolve stops the walk: applying the
-    operation then reports the error.
-    """
-    if not pointer.startswith("/"):
-        return
-    node: Any = root
-    for token in pointer.split("/")[1:-1]:
-        key = token.replace("~1", "/").replace("~0", "~")
-        child: Any
-        if isinstance(node, dict):
-            if key not in node:
-                return
-            slot: Any = key
-            child = node[key]
-        elif isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
-                return
-            slot = int(key)
-            child = node[slot]
-        else:
-            return
-        if isinstance(child, dict | list) and id(child) not in copied:
-            child = dict(child) if isinstance(child, dict) else list(child)
-            node[slot] = child
-            copied.add(id(child))
-        node = child
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists, scalars), several times faster than deepcopy."""
-    if isinstance(value, dict):
-        return {key: _json_copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_copy(item) for item in value]
-    return value
+    warnings = _clean(decision.warnings) or None
+    if not patch:
+        return Verdict(AdmissionResponse(uid=uid, warnings=warnings), outcome)
+    return Verdict(AdmissionResponse(uid=uid, warnings=warnings, patch=encode_patch(patch),
+                                     patch_type="JSONPatch"), "mutated")
 
 
 def encode_patch(patch: list[dict[str, Any]]) -> str:
-    """The patch as the ``response.patch`` field carries it: base64 of compact JSON."""
-    return base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode("ascii")
+    """The patch as the ``response.patch`` field carries it: base64 of compact JSON.
+
+    Serialised by pydantic-core (UTF-8, no ASCII escapes): three times faster
+    than ``json.dumps`` for a patch of a dozen operations.
+    """
+    return base64.b64encode(pydantic_core.to_json(patch)).decode("ascii")
 
 
 def _clean(warnings: Iterable[str]) -> list[str]:
     """Printable, unique, each shorter than the limit, and not too many."""
     out: list[str] = []
     for text in warnings:
-        line = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+        line = str(text)
+        if not line.isprintable():
+            line = "".join(ch if ch.isprintable() else "?" for ch in line)
         if len(line) >= WARNING_LIMIT:
             line = line[: WARNING_LIMIT - 4] + "..."
         if line and line not in out:

@@ -6,6 +6,13 @@ with a bound, parses it (:mod:`graceful.webhook.review`), asks
 answer. It starts nothing: the policy cache is fed by whoever created the app
 (:mod:`graceful.webhook.server`), so tests hand it a ready-made cache.
 
+Why ``/mutate`` is a :class:`DirectRoute`: the API server waits for this answer
+on every create and update, and FastAPI's per-request machinery (solving the
+dependency graph, validating and serialising through the response model) cost
+more than the admission decision itself. The route takes the raw ``Request``
+and returns a raw ``Response``; it stays a FastAPI route, documented in the
+OpenAPI schema with its response model, and its dependencies stay overridable.
+
 Why ``/readyz`` waits for the cache: a webhook that answers before it knows
 the policies would admit opted-in workloads unmutated. Kubernetes keeps an
 unready Pod out of the Service, and with ``failurePolicy: Ignore`` the API
@@ -15,12 +22,15 @@ server admits unchanged meanwhile; the audit reports what slipped through.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from graceful import __version__
@@ -34,6 +44,7 @@ from graceful.webhook.review import (
     BadReview,
     Problem,
     parse_review,
+    render,
 )
 from graceful.webhook.settings import WebhookSettings
 
@@ -58,22 +69,78 @@ class Health(BaseModel):
     status: str
 
 
+class DirectRoute(APIRoute):
+    """A FastAPI route whose endpoint takes the ``Request`` and returns a ``Response`` itself.
+
+    FastAPI's own handler solves the endpoint's dependency graph on every
+    request (about as costly as the admission decision, bench/results.md);
+    this route calls the endpoint's dependencies -- each an ``async def`` of
+    the request alone, checked when the route is built -- and then the
+    endpoint, directly. While any dependency override is set (tests), FastAPI's
+    own handler runs instead, so overrides behave as on every other route.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        solved = super().get_route_handler()
+        endpoint = self.endpoint
+        dependencies = _request_dependencies(self)
+        provider = self.dependency_overrides_provider
+
+        async def handler(request: Request) -> Response:
+            if provider is not None and provider.dependency_overrides:
+                return await solved(request)
+            values = {name: await call(request) for name, call in dependencies}
+            response: Response = await endpoint(request, **values)
+            return response
+
+        return handler
+
+
+def _request_dependencies(route: APIRoute
+                          ) -> list[tuple[str, Callable[[Request], Awaitable[Any]]]]:
+    """``(parameter, dependency)`` for each dependency of ``route``'s endpoint.
+
+    Read from the dependency graph FastAPI built for the route. Raises
+    TypeError at start-up for anything :class:`DirectRoute` cannot call
+    directly: an endpoint parameter other than the request and such
+    dependencies, or a dependency that is not an ``async def`` of the request
+    alone.
+    """
+    def plain(dependant: Any) -> bool:
+        return not (dependant.path_params or dependant.query_params or dependant.header_params
+                    or dependant.cookie_params or dependant.body_params)
+
+    endpoint = route.dependant
+    if not plain(endpoint):
+        raise TypeError(f"{route.path}: the endpoint may only take the Request and dependencies")
+    found = []
+    for dependency in endpoint.dependencies:
+        call = dependency.call
+        if (dependency.name is None or call is None or not inspect.iscoroutinefunction(call)
+                or not plain(dependency) or dependency.dependencies
+                or dependency.request_param_name is None
+                or len(inspect.signature(call).parameters) != 1):
+            raise TypeError(f"{route.path}({dependency.name}): the dependency must be"
+                            " an async def of the Request")
+        found.append((dependency.name, call))
+    return found
+
+
 def create_app(policies: PolicySource, *, settings: WebhookSettings | None = None,
                metrics: Metrics | None = None) -> FastAPI:
     """The webhook app, answering from ``policies`` (which the caller keeps current)."""
+    # Nothing here configures OpenTelemetry (metrics are Prometheus, /metrics): FastAPI's
+    # per-request check for a configured provider is skipped.
     app = FastAPI(title="graceful-operator admission webhook", version=__version__,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.policies = policies
     app.state.settings = settings or WebhookSettings()
     app.state.metrics = metrics or Metrics(policies)
     _add_review_schemas(app)
 
-    @app.post("/mutate", response_model=AdmissionReviewResponse,
-              response_model_exclude_none=True, response_model_by_alias=True,
-              responses=_BAD_REQUEST, openapi_extra=_REVIEW_BODY,
-              summary="Answer an admission.k8s.io/v1 AdmissionReview with a JSON Patch")
     async def mutate(request: Request, policies: Policies, metrics: MetricsDep,
-                     settings: Settings) -> Any:
+                     settings: Settings) -> Response:
         started = time.perf_counter()
         try:
             body = await _read_body(request, settings)
@@ -85,14 +152,17 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
         if verdict.missing is not None:
             verdict = await _judge_with_fetched(review, verdict, policies, settings)
         asked = review.request
+        content = render(verdict.response)
         metrics.observe(asked.kind.kind, asked.operation, verdict.outcome,
                         time.perf_counter() - started)
-        if verdict.outcome == "mutated":
-            log.debug("mutated %s %s/%s", asked.kind.kind, asked.namespace, asked.name)
-        answer = AdmissionReviewResponse(response=verdict.response)
-        # Serialised here: returning a Response skips FastAPI's re-validation of the model.
-        return Response(answer.model_dump_json(by_alias=True, exclude_none=True),
-                        media_type="application/json")
+        return Response(content, media_type="application/json")
+
+    app.router.add_api_route(
+        "/mutate", mutate, methods=["POST"], response_model=AdmissionReviewResponse,
+        response_model_exclude_none=True, response_model_by_alias=True,
+        responses=_BAD_REQUEST, openapi_extra=_REVIEW_BODY,
+        summary="Answer an admission.k8s.io/v1 AdmissionReview with a JSON Patch",
+        route_class_override=DirectRoute)
 
     @app.get("/healthz", response_model=Health, summary="The process is alive")
     async def healthz() -> Health:
@@ -149,7 +219,10 @@ async def _read_body(request: Request, settings: WebhookSettings) -> bytes:
     """The body, refused with :class:`BadReview` when too large or too slow to arrive.
 
     The declared length is checked before anything is read, and the stream is
-    counted as it arrives, so a 10 MB body never sits in memory.
+    counted as it arrives, so a 10 MB body never sits in memory. The ASGI
+    messages are read directly (``request.receive``): Starlette's
+    ``request.stream()`` is an async generator, which asyncio registers for
+    finalisation on every request.
     """
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
@@ -159,19 +232,26 @@ async def _read_body(request: Request, settings: WebhookSettings) -> bytes:
         if int(declared) > limit:
             raise BadReview(f"request body of {int(declared)} bytes exceeds the limit of"
                             f" {limit} bytes")
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(settings.body_timeout_seconds):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect
+                    raise BadReview("the client closed the connection before the end of the body")
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise BadReview(f"request body exceeds the limit of {limit} bytes")
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise BadReview(f"request body not received within {settings.body_timeout_seconds:g}s"
                         ) from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _add_review_schemas(app: FastAPI) -> None:

@@ -4,10 +4,11 @@ Routes declare what they need (``policies: Policies``) and tests swap any of
 it with ``app.dependency_overrides[get_policies] = ...``, as in the FastAPI
 full-stack template.
 
-Why ``async def`` although nothing is awaited: FastAPI runs a plain ``def``
-dependency in its thread pool, and three of them on every ``/mutate`` cost
-three thread hand-offs, about 0.25 ms per request on a two-core machine --
-as much as the admission decision itself (bench/webhook_alone.py).
+Why ``async def`` of the request alone, although nothing is awaited: FastAPI
+runs a plain ``def`` dependency in its thread pool (three thread hand-offs per
+``/mutate``, as costly as the admission decision), and
+:class:`graceful.webhook.app.DirectRoute` calls dependencies of that shape
+directly, without FastAPI's per-request dependency solving.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from bench import audit_scale, through_apiserver, webhook_alone
+from bench import audit_scale, stages, through_apiserver, webhook_alone
 from bench.common import (
     format_section,
     hey_workers,
@@ -163,6 +163,36 @@ def test_audit_expectations_and_own_cpu_time() -> None:
     assert compliant["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
     assert "terminationGracePeriodSeconds" not in \
         audit_scale.deployment(1, compliant=False)["spec"]["template"]["spec"]
-    assert audit_scale.cpu_seconds(os.getpid()) > 0
+    assert audit_scale.cpu_seconds(os.getpid()) > 0  # the helper lives in bench.common
     rss, peak = audit_scale.rss_kib(os.getpid())
     assert 0 < rss <= peak
+
+
+def test_the_stage_breakdown_names_every_stage_and_restores_the_app() -> None:
+    from graceful.webhook import admit  # noqa: PLC0415
+    from graceful.webhook import app as app_module  # noqa: PLC0415
+
+    before = (app_module.parse_review, app_module.judge, app_module.render, admit.evaluate)
+    figures = stages.measure(1, 2_000, number=40)
+    assert set(figures) == set(stages.STAGES)
+    assert all(value >= 0 for value in figures.values())
+    assert figures["app"] >= figures["parse"] and figures["app"] > 0  # parse is inside app
+    assert (app_module.parse_review, app_module.judge, app_module.render,
+            admit.evaluate) == before
+
+
+def test_the_report_has_cpu_stages_and_both_latency_targets() -> None:
+    sat = webhook_alone.Saturation(1000.0, 1.0, 2.0, 10_000)
+    fixed = {rate: webhook_alone.FixedRate(rate, rate, 1.0, 2.0, rate * 10)
+             for rate in (500,)}
+    results = [webhook_alone.ShapeResult(
+        n, 5_000 * n, {"graceful": [sat], "baseline": [sat]},
+        {"graceful": fixed, "baseline": fixed}, True,
+        {"graceful": [300.0], "baseline": [200.0]}, [1.0, 2.0],
+        dict.fromkeys(stages.STAGES, 1.0)) for n in (1, 3, 10)]
+    text = "\n".join(webhook_alone.report(results, seconds=1, rounds=1, connections=1))
+    assert "| 1 | 5 KB | yes | 1000 | 1000 | 100% |" in text
+    assert "| 300 | 200 | 67% | 1.0-2.0 |" in text  # CPU µs/req and their ratio, load range
+    assert text.count("p99 < 5 ms at 500 req/s") == 2  # 1 and 3 containers
+    assert text.count("p99 < 2x baseline at 500 req/s") == 2
+    assert "10 containers (reported)" in text

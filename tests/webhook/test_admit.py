@@ -184,17 +184,29 @@ def test_lookup_failure_is_allowed_with_a_warning() -> None:
     assert verdict.outcome == "error" and verdict.response.allowed
 
 
-def test_a_patch_that_does_not_apply_is_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
-    def bad_patch(obj: Any, policies: Iterable[GracefulPolicy],
-                invalid: Any = None, **_: Any) -> Decision:
-        return Decision(opted_in=True, policy_name="workers", policy=policy(),
-                        patch=[{"op": "replace", "path": "/spec/nothing/here", "value": 1}])
+def test_the_engines_patch_is_sent_as_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No second application: the engine's builder already applied every operation."""
+    ops = [{"op": "add", "path": "/spec/template/spec/terminationGracePeriodSeconds",
+            "value": 70}]
 
-    monkeypatch.setattr(module, "evaluate", bad_patch)
+    def built(obj: Any, policies: Iterable[GracefulPolicy], *_: Any, **__: Any) -> Decision:
+        return Decision(opted_in=True, policy_name="workers", policy=policy(), patch=ops)
+
+    monkeypatch.setattr(module, "evaluate", built)
     verdict = judge(review(opted_in()), POLICIES)
-    assert verdict.outcome == "error"
+    assert verdict.outcome == "mutated"
+    assert decode_patch(verdict.response) == ops
+
+
+def test_an_engine_that_cannot_build_its_patch_admits_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(obj: Any, policies: Iterable[GracefulPolicy], *_: Any, **__: Any) -> Decision:
+        raise ValueError("/spec/nothing/here: no element 3")  # as PatchBuilder.set raises
+
+    monkeypatch.setattr(module, "evaluate", failing)
+    verdict = judge(review(opted_in()), POLICIES)
+    assert verdict.outcome == "error" and verdict.response.allowed
     assert verdict.response.patch is None
-    assert any("does not apply" in w for w in verdict.response.warnings or [])
 
 
 def test_warnings_are_short_printable_unique_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Annotated
 
+import pytest
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
-from graceful.webhook.app import create_app
+from graceful.webhook.app import DirectRoute, create_app
 from graceful.webhook.cache import PolicyCache
 from graceful.webhook.deps import get_policies
 
@@ -165,3 +168,34 @@ def test_a_policy_the_cache_missed_is_read_from_the_api_server() -> None:
     # counted apart from "unchanged": a missing policy is worth an alert of its own
     assert _sample(text, total, kind="Deployment", operation="CREATE",
                    outcome="policy_not_found") == 1
+
+
+async def _path(request: Request) -> str:
+    return request.url.path
+
+
+def _blocking(request: Request) -> str:  # FastAPI would run it in its thread pool
+    return "x"
+
+
+async def _tagged(request: Request, path: Annotated[str, Depends(_path)]) -> Response:
+    return Response(path.encode())
+
+
+async def _blocked(request: Request, value: Annotated[str, Depends(_blocking)]) -> Response:
+    return Response(value)
+
+
+def test_a_direct_route_calls_its_request_dependencies() -> None:
+    app = FastAPI()
+    app.router.add_api_route("/x", _tagged, route_class_override=DirectRoute)
+    with TestClient(app) as client:
+        assert client.get("/x").text == "/x"
+        app.dependency_overrides[_path] = lambda: "overridden"  # FastAPI's own handler then
+        assert client.get("/x").text == "overridden"
+
+
+def test_a_direct_route_refuses_what_it_cannot_call_at_start_up() -> None:
+    app = FastAPI()
+    with pytest.raises(TypeError, match="async def of the Request"):
+        app.router.add_api_route("/x", _blocked, route_class_override=DirectRoute)
