@@ -44,8 +44,8 @@ class Event:
 def parse_journal(lines: Iterable[str]) -> list[Event]:
     """Events from JSON lines; a torn last line (the Pod was killed mid-write) is skipped."""
     events: list[Event] = []
-    for line in lines:
-        line = line.strip()
+    for raw in lines:
+        line = raw.strip()
         if not line:
             continue
         try:
@@ -135,13 +135,13 @@ class Outcome:
 
 def parse_outcomes(lines: Iterable[str]) -> list[Outcome]:
     outcomes: list[Outcome] = []
-    for line in lines:
-        line = line.strip()
+    for raw in lines:
+        line = raw.strip()
         if not line:
             continue
         try:
             data = json.loads(line)
-            kind = data["kind"] if data["kind"] in ("ok", *FAILURE_KINDS) else "other"
+            kind: Kind = data["kind"] if data["kind"] in ("ok", *FAILURE_KINDS) else "other"
             outcomes.append(Outcome(float(data["t"]), kind, float(data.get("latency", 0.0)),
                                     str(data.get("pod", "")), str(data.get("detail", ""))))
         except (ValueError, KeyError, TypeError):

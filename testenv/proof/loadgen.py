@@ -1,4 +1,4 @@
-"""The proof's load generator: paced HTTP requests, each on its own connection, every failure counted.
+"""The proof's load generator: paced HTTP requests, one connection each, every failure counted.
 
 Why a new TCP connection per request: a ClusterIP picks an endpoint per
 connection (kube-proxy's rules act on the first packet), so only new

@@ -273,10 +273,10 @@ def group_alive(pgid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running(addresses: Sequence[str] = (), prefix: Sequence[str] = (),
-            **ports: int) -> Iterator[RabbitMQ]:
+def running(addresses: Sequence[str] = (), prefix: Sequence[str] = (), *, port: int = 0,
+            root: Path | None = None) -> Iterator[RabbitMQ]:
     """A started broker, stopped on exit."""
-    broker = RabbitMQ(addresses=addresses, prefix=prefix, **ports)
+    broker = RabbitMQ(addresses=addresses, prefix=prefix, port=port, root=root)
     broker.start()
     try:
         yield broker

@@ -24,7 +24,6 @@ from typing import Any
 from faststream import FastStream
 from faststream.middlewares import AckPolicy, BaseMiddleware
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
-
 from journal import record
 
 HANDLER_SECONDS = float(os.environ.get("PROOF_HANDLER_SECONDS", "40"))
