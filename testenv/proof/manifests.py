@@ -160,7 +160,8 @@ def web(mode: Mode, d: Durations, *, journal_dir: str) -> dict[str, Any]:
     container = {
         "name": "web",
         "command": ["python3", "-m", "uvicorn", "--app-dir", "/app", "web:app",
-                    "--host", "0.0.0.0", "--port"  # noqa: S104 - the Pod's own netns, str(WEB_PORT), "--no-access-log",
+                    "--host", "0.0.0.0", "--port", str(WEB_PORT),  # noqa: S104 - the Pod's netns
+                    "--no-access-log",
                     "--timeout-graceful-shutdown", str(d.http_graceful_timeout)],
         "ports": [{"name": "http", "containerPort": WEB_PORT}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": WEB_PORT},
