@@ -224,3 +224,91 @@ class Totals:
 def final_line(with_policy: Totals, without: Totals) -> str:
     """The one line ``bench.rollout_loss`` ends with."""
     return f"with policy: {with_policy.clause()}; without: {without.clause()}"
+
+
+@dataclass
+class Stop:
+    """How one old Pod stopped, in wall-clock seconds (the Pods share this machine's clock)."""
+
+    pod: str
+    workload: str
+    grace: int | None
+    pre_stop: int | None
+    deleted: float | None = None
+    sigterm: float | None = None
+    drained: float | None = None
+    exited: float | None = None
+    exit_code: int | None = None
+
+    def relative(self) -> dict[str, float | None]:
+        """Each event in seconds after the delete."""
+        base = self.deleted
+        return {k: (None if v is None or base is None else round(v - base, 2))
+                for k, v in (("sigterm", self.sigterm), ("drained", self.drained),
+                             ("exited", self.exited))}
+
+
+def _segments(stop: Stop) -> list[tuple[str, str, float, float]]:
+    """(fill, label, start, end) in seconds after the delete, for the events that happened."""
+    rel = stop.relative()
+    segments: list[tuple[str, str, float, float]] = []
+    cursor = 0.0
+    sigterm, drained, exited = rel["sigterm"], rel["drained"], rel["exited"]
+    if sigterm is not None and sigterm > 0.05:
+        label = f"preStop {stop.pre_stop}s" if stop.pre_stop else "endpoints drop"
+        segments.append(("-", label, 0.0, sigterm))
+        cursor = sigterm
+    end_of_drain = drained if drained is not None else exited
+    if end_of_drain is not None and end_of_drain > cursor:
+        killed = stop.exit_code == 137
+        segments.append(("x" if killed else "=", "drain (killed)" if killed else "drain",
+                         cursor, end_of_drain))
+        cursor = end_of_drain
+    if exited is not None and exited > cursor + 0.01:
+        segments.append((".", "exit", cursor, exited))
+    return segments
+
+
+def draw_stop(stop: Stop, mode: str, width: int = 72, indent: str = "  ") -> list[str]:
+    """One old Pod's measured stop: a bar like ``graceful explain`` draws, then the events.
+
+    Same picture as the planned timeline (``-`` preStop, ``=`` drain, ``x``
+    killed), but every number on it was measured: the delete as the watch saw
+    it, SIGTERM, the end of the drain and the exit as the app journaled them,
+    the exit code from the Pod's status.
+    """
+    grace = "unset" if stop.grace is None else f"{stop.grace}s"
+    code = "?" if stop.exit_code is None else str(stop.exit_code)
+    head = f"{stop.workload} Pod {stop.pod} ({mode}, terminationGracePeriodSeconds {grace}):" \
+        f" exit {code}"
+    if stop.deleted is None:
+        return [head, indent + "(the delete was not seen)"]
+    segments = _segments(stop)
+    lines = [head]
+    if segments:
+        minimum = [len(label) + 4 for _, label, _, _ in segments]
+        spare = max(width - sum(minimum), 0)
+        total = sum(end - start for _, _, start, end in segments) or 1.0
+        widths = [m + int(spare * (end - start) / total)
+                  for m, (_, _, start, end) in zip(minimum, segments, strict=True)]
+        times, bar = "", ""
+        for w, (fill, label, start, _) in zip(widths, segments, strict=True):
+            times += f"{start:.1f}s".ljust(w)
+            bar += "|" + f" {label} ".center(w - 1, fill)
+        times += f"{segments[-1][3]:.1f}s"
+        lines += [indent + times, indent + bar + "|"]
+    rel = stop.relative()
+    events = [("delete (the watch sees it)", 0.0)]
+    if stop.pre_stop:
+        events.append((f"preStop sleep {stop.pre_stop}s starts", 0.0))
+    for key, label in (("sigterm", "SIGTERM (the app journals it)"),
+                       ("drained", "drained: in-flight work done"),
+                       ("exited", f"exit {code}")):
+        value = rel[key]
+        if value is not None:
+            events.append((label, value))
+    if stop.grace is not None:
+        events.append((f"SIGKILL due (terminationGracePeriodSeconds {stop.grace}s)",
+                       float(stop.grace)))
+    lines += [f"{indent}+{t:6.2f}s  {label}" for label, t in sorted(events, key=lambda e: e[1])]
+    return lines

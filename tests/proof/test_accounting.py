@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from testenv.proof.accounting import (
     Event,
     Outcome,
+    Stop,
     Totals,
     classify_error,
     classify_status,
+    draw_stop,
     final_line,
     parse_journal,
     parse_outcomes,
@@ -119,3 +121,22 @@ def test_the_final_line_has_exactly_the_agreed_form() -> None:
     assert final_line(with_policy, without) == (
         "with policy: 0 lost, 0 duplicated of 24 messages, 0 failed of 4810 requests;"
         " without: 0 lost, 7 duplicated of 24 messages, 19 failed of 4800 requests")
+
+
+def test_a_drained_stop_is_drawn_with_its_measured_events() -> None:
+    stop = Stop(pod="web-1", workload="web", grace=13, pre_stop=3, deleted=100.0,
+                sigterm=103.1, drained=103.6, exited=103.7, exit_code=0)
+    lines = draw_stop(stop, "policy")
+    assert lines[0] == "web Pod web-1 (policy, terminationGracePeriodSeconds 13s): exit 0"
+    assert "preStop 3s" in lines[2] and "drain" in lines[2] and "x" not in lines[2]
+    assert "+  3.10s  SIGTERM (the app journals it)" in "\n".join(lines)
+    assert lines[-1].endswith("SIGKILL due (terminationGracePeriodSeconds 13s)")
+
+
+def test_a_killed_stop_is_drawn_as_cut() -> None:
+    stop = Stop(pod="consumer-1", workload="consumer", grace=5, pre_stop=None, deleted=10.0,
+                sigterm=10.02, exited=15.1, exit_code=137)
+    lines = draw_stop(stop, "plain")
+    assert lines[0].endswith("exit 137")
+    assert "drain (killed)" in lines[2]
+    assert "preStop" not in "\n".join(lines)
