@@ -128,7 +128,7 @@ def test_a_drained_stop_is_drawn_with_its_measured_events() -> None:
                 sigterm=103.1, drained=103.6, exited=103.7, exit_code=0)
     lines = draw_stop(stop, "policy")
     assert lines[0] == "web Pod web-1 (policy, terminationGracePeriodSeconds 13s): exit 0"
-    assert "preStop 3s" in lines[2] and "drain" in lines[2] and "x" not in lines[2]
+    assert "preStop 3s" in lines[2] and "drain" in lines[2] and "killed" not in lines[2]
     assert "+  3.10s  SIGTERM (the app journals it)" in "\n".join(lines)
     assert lines[-1].endswith("SIGKILL due (terminationGracePeriodSeconds 13s)")
 
