@@ -140,3 +140,4 @@ def test_a_killed_stop_is_drawn_as_cut() -> None:
     assert lines[0].endswith("exit 137")
     assert "drain (killed)" in lines[2]
     assert "preStop" not in "\n".join(lines)
+
