@@ -83,6 +83,15 @@ class Kubectl:
         return json.loads(self(*args, "-o", "json").stdout)
 
 
+def product_installed(kubectl: Kubectl) -> bool:
+    return kubectl("get", "namespace", "graceful-system", check=False).returncode == 0
+
+
+def uninstall_product(kubectl: Kubectl, timeout: float = 180) -> None:
+    kubectl("delete", "-f", str(PRODUCT_MANIFESTS), "--ignore-not-found", "--wait=true",
+            f"--timeout={int(timeout)}s", check=False, timeout=timeout + 20)
+
+
 def install_product(kubectl: Kubectl, progress: Progress = print, timeout: float = 240) -> None:
     """``kubectl apply -f manifests/`` unchanged, then wait for both Deployments."""
     progress("installing graceful-operator from manifests/")
@@ -211,13 +220,41 @@ class Experiment:
         """Apply one mode's objects, wait for the rollouts, check what the webhook did."""
         ns = manifests.namespace_of(mode)
         self.journal_dir(mode).mkdir(parents=True, exist_ok=True)
+        objects = self.objects(mode)
+        if mode == "policy":
+            self._await_webhook(objects)
         self.progress(f"applying the {mode} workloads in namespace {ns}")
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(self.objects(mode)))
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
         for name in self.workloads:
             self.kubectl("-n", ns, "rollout", "status", f"deployment/{name}",
                          f"--timeout={int(self.timeout)}s", timeout=self.timeout + 10)
         self._check_mutation(mode)
         self._watches[mode] = PodWatch(self.kubectl.kubeconfig, ns).start()
+
+    def _await_webhook(self, objects: list[dict[str, Any]]) -> None:
+        """Apply the namespace, the app code and the policy; then wait until the webhook mutates.
+
+        Between ``rollout status`` of the webhook and the first mutation lie
+        the operator writing the caBundle and the webhook's policy cache
+        seeing the new policy; with ``failurePolicy: Ignore`` a Deployment
+        admitted in between would silently stay plain. A server-side dry run
+        shows the webhook's answer without creating anything.
+        """
+        first = [o for o in objects if o["kind"] != "Deployment" and o["kind"] != "Service"]
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(first))
+        probe = next(o for o in objects if o["kind"] == "Deployment")
+
+        def mutated() -> bool:
+            proc = self.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                                input=yaml.safe_dump(probe), check=False)
+            if proc.returncode != 0:
+                return False
+            spec = json.loads(proc.stdout)["spec"]["template"]["spec"]
+            return bool(spec["containers"][0].get("lifecycle", {}).get("preStop"))
+
+        self.progress("waiting until the webhook mutates the policy namespace's Deployments")
+        self._wait("the webhook to mutate a Deployment (server-side dry run)", mutated,
+                   timeout=120)
 
     def _check_mutation(self, mode: Mode) -> None:
         """The policy Deployments must carry the budget; the plain ones must not.

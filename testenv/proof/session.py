@@ -17,7 +17,15 @@ from typing import Any
 from testenv.build import find_kubectl
 from testenv.proof import manifests, rabbitmq, versions
 from testenv.proof.manifests import MODES, Durations
-from testenv.proof.run import Experiment, Kubectl, Progress, install_product, journal_root
+from testenv.proof.run import (
+    Experiment,
+    Kubectl,
+    Progress,
+    install_product,
+    journal_root,
+    product_installed,
+    uninstall_product,
+)
 
 
 def proof_image(progress: Progress = print) -> Any:
@@ -61,6 +69,7 @@ def proof_session(kubeconfig: Path, address: str, durations: Durations, *, messa
     The proof's image must already be on the node (:func:`proof_image`).
     """
     kubectl = Kubectl(str(find_kubectl()), kubeconfig)
+    installed_here = install and not product_installed(kubectl)
     if install:
         install_product(kubectl, progress)
     progress("starting RabbitMQ next to the node")
@@ -77,6 +86,8 @@ def proof_session(kubeconfig: Path, address: str, durations: Durations, *, messa
             experiment.close()
             for mode in MODES:
                 experiment.remove(mode)
+            if installed_here:  # leave the cluster as it was found
+                uninstall_product(kubectl)
 
 
 __all__ = ["manifests", "node_ip", "proof_image", "proof_session", "start_node"]
