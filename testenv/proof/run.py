@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -315,7 +316,9 @@ class Experiment:
                 1 for e in self._events(mode) if e.event == "start" and e.id in set(ids)
                 and e.pod in old_pods) >= in_flight, timeout=60)
         load: subprocess.Popen[bytes] | None = None
-        load_out = Path(tempfile.mkstemp(prefix=f"proof-load-{mode}-", suffix=".jsonl")[1])
+        handle, name = tempfile.mkstemp(prefix=f"proof-load-{mode}-", suffix=".jsonl")
+        os.close(handle)
+        load_out = Path(name)
         if "web" in self.workloads:
             cluster_ip = self.kubectl("-n", ns, "get", "service", "web", "-o",
                                       "jsonpath={.spec.clusterIP}").stdout.strip()
