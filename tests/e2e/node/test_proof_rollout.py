@@ -20,14 +20,16 @@ from testenv.proof.accounting import Totals, draw_stop, final_line
 from testenv.proof.manifests import SHORT
 from testenv.proof.run import Experiment, RolloutResult
 from testenv.proof.session import node_ip, proof_image, proof_session
+from tests.conftest import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node, pytest.mark.node_images(proof_image)]
 
 
 @pytest.fixture(scope="module")
-def proof(node_cluster) -> Iterator[Experiment]:  # type: ignore[no-untyped-def]
+def proof(node_cluster: Cluster, installed: dict[str, float]) -> Iterator[Experiment]:
+    """Both modes on the node, with the product the session installed from manifests/."""
     with proof_session(node_cluster.kubeconfig, node_ip(), SHORT, messages=6, rate=40.0,
-                       progress=lambda m: print(m, flush=True)) as experiment:
+                       install=False, progress=lambda m: print(m, flush=True)) as experiment:
         yield experiment
 
 
