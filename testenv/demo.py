@@ -78,6 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep", action="store_true",
         help="keep everything running after the report, until Ctrl-C",
     )
+    parser.add_argument(
+        "--node", action="store_true",
+        help="the proof on a real node (needs root): roll out a FastStream consumer and an HTTP "
+             "service with work in flight, without and with a policy, and show what was lost",
+    )
 
 
 # -- output ---------------------------------------------------------------------------
@@ -437,6 +442,14 @@ def demo(args: argparse.Namespace, console: Console | None = None,
          ask: Callable[[str], str] = input) -> int:
     """Run the demo; returns the exit code. Separate from :func:`run` for tests."""
     console = console or Console()
+    if getattr(args, "node", False):
+        if args.kubeconfig is not None:
+            print(f"{PROG}: --node starts its own cluster; it does not take --kubeconfig",
+                  file=sys.stderr)
+            return 2
+        from testenv.proof import demo as proof_demo  # noqa: PLC0415
+
+        return proof_demo.run(console.step, console.text)
     if args.kubeconfig is not None and not args.kubeconfig.is_file():
         print(f"{PROG}: --kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
         return 2
