@@ -95,6 +95,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     try:
         stash[_NODE_IMAGES] = node_images(lambda msg: print(f"node images: {msg}", flush=True))
+        # Keep a handle on the host's namespace: the few steps that need a package
+        # index (building a pip image) run there with `nsenter --net=$GRACEFUL_HOST_NETNS`.
+        host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        os.environ["GRACEFUL_HOST_NETNS"] = f"/proc/{os.getpid()}/fd/{host}"
         stash[_NODE_NETNS] = enter_new_netns(f"graceful-pytest-{os.getpid()}")
     except Exception as exc:  # reported by the node fixture, so every node test fails with it
         stash[_NODE_ERROR] = f"could not prepare the node: {exc}"

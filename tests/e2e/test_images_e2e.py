@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -32,13 +33,30 @@ ROOT = Path(__file__).resolve().parents[2]
 UVICORN = "uvicorn==0.32.1"
 
 
+def _pip_image() -> Image:
+    """The pip image, built where the package index is reachable.
+
+    When the session has moved into the node's network namespace (see
+    tests/conftest.py), pip runs in the host's namespace, which the session
+    kept open for exactly this; the build itself is the same function.
+    """
+    host = os.environ.get("GRACEFUL_HOST_NETNS")
+    if host:
+        subprocess.run(
+            ["nsenter", f"--net={host}", sys.executable, "-c",
+             "from testenv import images; "
+             f"images.pip_image('graceful.local/uvicorn:test', [{UVICORN!r}])"],
+            check=True, cwd=ROOT)
+    return images.pip_image("graceful.local/uvicorn:test", [UVICORN])
+
+
 @pytest.fixture(scope="module")
 def node_images() -> dict[str, Image]:
     return {
         "pause": images.pause_image(),
         "busybox": images.busybox_image(),
         "product": images.product_image(ROOT),
-        "uvicorn": images.pip_image("graceful.local/uvicorn:test", [UVICORN]),
+        "uvicorn": _pip_image(),
     }
 
 
