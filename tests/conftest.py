@@ -77,7 +77,8 @@ def _external_backend() -> bool:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Prepare the node (images, network namespace) once, if a node test was collected."""
-    if not any(item.get_closest_marker("node") for item in session.items):
+    if session.config.option.collectonly or not any(
+            item.get_closest_marker("node") for item in session.items):
         return
     stash = session.config.stash
     if _external_backend():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from graceful import demo
+from testenv import demo
 from testenv.ports import is_listening
 from tests.conftest import Cluster, Kubectl
 
