@@ -17,6 +17,11 @@ need the package registries, so first), then moves this process into a new
 network namespace before any test runs, so that every test, every cluster
 and every process they start share it; it is removed at the end. The node
 needs root: without it the node tests fail with that reason, never skip.
+
+A node test that needs images of its own names their builders with
+``@pytest.mark.node_images(build, ...)``: each ``build(progress)`` returns an
+image; they are built with the node's images, before the namespace is
+entered (they may need the package registries too), and the node loads them.
 """
 
 from __future__ import annotations
@@ -75,6 +80,20 @@ def _external_backend() -> bool:
         os.environ.get("GRACEFUL_TEST_BACKEND") == "kind")
 
 
+def _extra_image_builders(items: list[pytest.Item]) -> list[Callable[..., object]]:
+    """The builders named by ``node_images`` markers of the collected items, each once, in order."""
+    builders: list[Callable[..., object]] = []
+    for item in items:
+        for marker in item.iter_markers("node_images"):
+            for build in marker.args:
+                if not callable(build):
+                    raise pytest.UsageError(f"{item.nodeid}: node_images takes image builders,"
+                                            f" got {build!r}")
+                if build not in builders:
+                    builders.append(build)
+    return builders
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Prepare the node (images, network namespace) once, if a node test was collected."""
     if session.config.option.collectonly or not any(
@@ -94,8 +113,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     from testenv.nodecluster import enter_new_netns, node_images  # noqa: PLC0415
 
+    def progress(msg: str) -> None:
+        print(f"node images: {msg}", flush=True)
+
     try:
-        stash[_NODE_IMAGES] = node_images(lambda msg: print(f"node images: {msg}", flush=True))
+        stash[_NODE_IMAGES] = node_images(progress) + [
+            build(progress) for build in _extra_image_builders(session.items)]
         # Keep a handle on the host's namespace: the few steps that need a package
         # index (building a pip image) run there with `nsenter --net=$GRACEFUL_HOST_NETNS`.
         host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
