@@ -19,7 +19,8 @@ and every process they start share it; it is removed at the end. The node
 needs root: without it the node tests fail with that reason, never skip.
 
 A node test that needs images of its own names their builders with
-``@pytest.mark.node_images(build, ...)``: each ``build(progress)`` returns an
+``pytest.mark.node_images.with_args(build, ...)`` (``with_args``: pytest
+takes a mark called with one callable as decorating it): each ``build(progress)`` returns an
 image; they are built with the node's images, before the namespace is
 entered (they may need the package registries too), and the node loads them.
 """

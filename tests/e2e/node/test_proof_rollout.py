@@ -5,9 +5,17 @@ The same FastStream consumer and uvicorn service, rolled out the same way
 namespace without a policy and in one opted in to a GracefulPolicy, with the
 webhook installed from ``manifests/``. Short durations (handlers of 8 s, the
 manifest's grace period 5 s): with the policy nothing may be lost, redone or
-failed; without it the old consumers are killed mid-handler (their messages
-come back and run twice) and the web Pods refuse connections while their
-endpoints are removed.
+failed; without it the web Pods refuse connections while their endpoints are
+removed.
+
+What the unprotected consumer does at these durations is printed, not
+asserted: in the first run on the node (2026-12-02) the old consumers were
+deleted only after the surge Pods were ready, by which time their 8 s
+handlers were nearly done; one finished its handler inside the 5 s and was
+SIGKILLed while FastStream shut down (exit 137), the other had nothing in
+flight (exit 0), so no message ran twice. The issue's 4-of-6 duplicates
+were measured at bench scale (handlers 40 s, grace 30 s):
+``python -m bench.rollout_loss``.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from testenv.proof.run import Experiment, RolloutResult
 from testenv.proof.session import node_ip, proof_image, proof_session
 from tests.conftest import Cluster
 
-pytestmark = [pytest.mark.e2e, pytest.mark.node, pytest.mark.node_images(proof_image)]
+pytestmark = [pytest.mark.e2e, pytest.mark.node, pytest.mark.node_images.with_args(proof_image)]
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +71,9 @@ def test_rollouts_lose_nothing_with_the_policy_and_do_without(proof: Experiment)
         assert stop.deleted is not None and stop.sigterm is not None
         assert stop.sigterm - stop.deleted >= SHORT.pre_stop - 0.5  # after the preStop sleep
 
-    # without it: the old consumers are killed mid-handler, the web Pods refuse connections
-    killed = [s for s in plain.stops if s.workload == "consumer"]
-    assert [s.exit_code for s in killed] == [137, 137]
-    assert plain.messages.lost == 0  # acked after success: killed work comes back ...
-    assert plain.messages.duplicated > 0  # ... and runs a second time
+    # without it: the web Pods refuse connections while their endpoints are removed
     assert plain.requests.failed > 0, "the unprotected rollout failed no request"
+    # acked after success: whatever a SIGKILL interrupts comes back, so nothing is lost
+    # (whether anything ran twice depends on where the handlers were: see the docstring)
+    assert plain.messages.lost == 0
+    assert plain.messages.processed == plain.messages.published == 6
