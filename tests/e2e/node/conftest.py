@@ -79,16 +79,17 @@ def installed(node_cluster: Cluster, node_kubectl: Kubectl) -> dict[str, float]:
     took: dict[str, float] = {}
     started = time.monotonic()
     kubectl("apply", "-f", str(MANIFESTS))
-    kubectl("-n", SYSTEM, "rollout", "status", "deploy/graceful-operator", "--timeout=180s")
+    kubectl("-n", SYSTEM, "rollout", "status", "deploy/graceful-operator", "--timeout=300s")
     took["operator rolled out"] = time.monotonic() - started
 
     def secret_written() -> bool:
         secret = get_json(kubectl, "-n", SYSTEM, "secret", "graceful-webhook-tls")
         return secret is not None and bool(secret.get("data", {}).get("tls.crt"))
 
-    wait_for(secret_written, "the operator to write the webhook's certificate Secret")
+    wait_for(secret_written, "the operator to write the webhook's certificate Secret",
+             timeout=300)
     took["certificate Secret"] = time.monotonic() - started
-    kubectl("-n", SYSTEM, "rollout", "status", "deploy/graceful-webhook", "--timeout=180s")
+    kubectl("-n", SYSTEM, "rollout", "status", "deploy/graceful-webhook", "--timeout=300s")
     took["webhook rolled out"] = time.monotonic() - started
 
     def ca_bundle_synced() -> bool:
@@ -98,13 +99,14 @@ def installed(node_cluster: Cluster, node_kubectl: Kubectl) -> dict[str, float]:
             return False
         bundle = base64.b64decode(mwc["webhooks"][0]["clientConfig"].get("caBundle", ""))
         return base64.b64decode(secret["data"]["ca.crt"]) in bundle
-    wait_for(ca_bundle_synced, "the operator to put the CA into the webhook configuration")
+    wait_for(ca_bundle_synced, "the operator to put the CA into the webhook configuration",
+             timeout=300)
 
     probe_ns = f"probe-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", probe_ns)
     apply_objects(kubectl, policy(probe_ns))
     wait_for(lambda: webhook_answers(kubectl, probe_ns),
-             "the API server to call the webhook through its Service", timeout=120)
+             "the API server to call the webhook through its Service", timeout=300)
     kubectl("delete", "namespace", probe_ns, "--wait=false")
     took["webhook answers"] = time.monotonic() - started
     return took
