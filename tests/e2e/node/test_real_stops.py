@@ -126,7 +126,10 @@ def assert_drained_under_policy(deleted_at: float, last: Any, events: Any,
         f"of {PRESTOP}s ended")
     assert first(events, container, "drained") is not None, events
     assert exited is not None, events
-    assert last.exit_codes.get(container) == 0, last
+    # The app writes "exit" only on its clean path (sys.exit(0)). A Pod that goes
+    # right after its containers stop (a StatefulSet's) may vanish between two
+    # polls, so a missing status is no failure; a recorded non-zero one is.
+    assert last.exit_codes.get(container, 0) == 0, last
     return exited - deleted_at
 
 
