@@ -110,7 +110,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         stash[_NODE_ERROR] = "node tests need root (containerd, kubelet, network namespaces)"
         return
     if threading.active_count() != 1:
-        stash[_NODE_ERROR] = "a thread started before the node's network namespace was entered"
+        others = sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        stash[_NODE_ERROR] = ("a thread started before the node's network namespace was entered"
+                              f" (started while collecting: {', '.join(others)})")
         return
     from testenv.nodecluster import enter_new_netns, node_images  # noqa: PLC0415
 

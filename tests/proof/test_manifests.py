@@ -76,7 +76,7 @@ def test_the_web_service_s_g_is_read_from_uvicorn_s_flag(d: manifests.Durations)
     plan = decision.plan.container("web")
     assert plan is not None
     assert (plan.timeout.seconds, plan.timeout.source) == (d.http_graceful_timeout, "flag")
-    assert plan.timeout.detail == "--timeout-graceful-shutdown"
+    assert plan.timeout.detail == "uvicorn --timeout-graceful-shutdown"
     assert decision.plan.grace_period_seconds == max(
         d.pre_stop + d.http_graceful_timeout + d.margin, d.grace or 30)
 
