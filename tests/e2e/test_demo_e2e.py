@@ -49,7 +49,11 @@ def _assert_report(out: str) -> None:
     injected = out.split("what the webhook injected into the FastStream worker")[1]
     assert "  terminationGracePeriodSeconds: 3615   (Kubernetes' default is 30)" in injected
     assert '  containers[worker].lifecycle.preStop: {"sleep": {"seconds": 5}}' in injected
-    assert "  containers[web].readinessProbe: periodSeconds 1, failureThreshold 3" in injected
+    # userValues Keep: the web app's readiness probe is kept as written, with a warning
+    # (readiness is not part of the budget: the endpoints drop a Pod when it is deleted)
+    assert "  containers[web].readinessProbe: periodSeconds 10, failureThreshold 3" in injected
+    assert ("web.yaml: kubectl printed the warning: graceful: kept readiness probe of"
+            " container web: window 30s > policy's 3s") in out
     # the table, with one mismatch, and why
     assert TABLE_HEADER.search(out), out
     assert TABLE_ROW.search(out), out
