@@ -17,9 +17,7 @@ at the published ``v0.x.y`` release instead.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -28,11 +26,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from testenv import versions
+from testenv.filelock import exclusive
 
 Progress = Callable[[str], None]
 
@@ -158,25 +157,13 @@ def staging_replacements(env: dict[str, str], workdir: Path) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    """Serialise builds across processes: two test sessions must not build twice."""
-    lock_path = cache_root() / "bin" / ".lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def build(component: Component, progress: Progress = print) -> Path:
     """Return the cached binary of ``component``, building it first if needed."""
     target = binary_path(component)
     if target.exists():
         return target
-    with _build_lock():
+    # Serialise builds across processes: two test sessions must not build twice.
+    with exclusive(cache_root() / "bin" / ".lock"):
         if target.exists():
             return target
         env = _go_env()

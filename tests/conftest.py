@@ -146,13 +146,9 @@ def node_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         pytest.fail(error)
     if _NODE_NETNS not in stash:
         pytest.fail("node_cluster is for tests marked `node` (@pytest.mark.node)")
-    plane = ControlPlane(name="pytest-node", node=True, netns=stash[_NODE_NETNS].name,
-                         images=stash[_NODE_IMAGES])  # type: ignore[arg-type]
-    plane.start()
-    try:
-        yield Cluster(kubeconfig=plane.kubeconfig, server=plane.server, plane=plane)
-    finally:
-        plane.stop()
+    yield from _running(ControlPlane(name="pytest-node", node=True,
+                                     netns=stash[_NODE_NETNS].name,
+                                     images=stash[_NODE_IMAGES]))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -174,7 +170,11 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         yield Cluster(kubeconfig=path, server=_server_of(path))
         return
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    plane = ControlPlane(name=f"pytest-{worker}")
+    yield from _running(ControlPlane(name=f"pytest-{worker}"))
+
+
+def _running(plane: ControlPlane) -> Iterator[Cluster]:
+    """Start ``plane``, hand out its :class:`Cluster`, and stop it however the session ends."""
     plane.start()
     try:
         yield Cluster(kubeconfig=plane.kubeconfig, server=plane.server, plane=plane)

@@ -10,15 +10,15 @@ tail of its output: a build that dies in CI must say why without a re-run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from testenv.build import cache_root
+from testenv.filelock import exclusive
 
 Progress = Callable[[str], None]
 
@@ -107,22 +107,13 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def build_lock() -> Iterator[None]:
+def build_lock() -> contextlib.AbstractContextManager[None]:
     """Serialise image builds across processes (two test sessions, CI and a person).
 
     One lock for all images, because they share buildah's storage. It is taken
-    only around the build of one archive, never while waiting for a dependency
-    (flock is per open file, so a nested take in one process would deadlock).
+    only around the build of one archive, never while waiting for a dependency.
     """
-    lock_path = images_root() / ".lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(images_root() / ".lock")
 
 
 def scratch(parent: Path, name: str) -> Path:
