@@ -206,6 +206,7 @@ def _roll_out(console: Console, experiment: Experiment) -> None:
                  " wait until the old consumers are in their handlers, send"
                  f" {RATE:g} requests/s to the web Service, `kubectl rollout restart` both"
                  " Deployments, wait until the old Pods are gone")
+    experiment.progress = console.detail  # under each rollout's own step line
     results: dict[Mode, RolloutResult] = {}
     order: tuple[tuple[Mode, str], ...] = (("plain", "without the policy"),
                                            ("policy", "with the policy"))

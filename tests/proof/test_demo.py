@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
+from collections.abc import Callable
+from pathlib import Path
 
+import pytest
+
+from testenv.demo import Console
 from testenv.proof.accounting import MessageTally, RequestTally, Stop
-from testenv.proof.demo import report
+from testenv.proof.demo import cluster_state_of, report, run
 from testenv.proof.run import RolloutResult
 
 
@@ -52,3 +59,58 @@ def test_a_mode_without_messages_shows_dashes() -> None:
     rows = _rows(report(plain, policy))
     assert rows["lost"] == ["-", "-"]
     assert rows["requests failed"] == ["0", "1 (reset 1)"]
+
+
+def _answering(answer: str, asked: list[str]) -> Callable[[str], str]:
+    def ask(question: str) -> str:
+        asked.append(question)
+        return answer
+    return ask
+
+
+def _state(directory: Path, name: str, kubeconfig: Path, netns: str | None) -> None:
+    clusters = directory / "graceful" / "clusters"
+    clusters.mkdir(parents=True, exist_ok=True)
+    (clusters / f"{name}.json").write_text(json.dumps(
+        {"name": name, "kubeconfig": str(kubeconfig), "netns": netns, "root": "/nowhere",
+         "server": "https://127.0.0.1:1"}))
+
+
+def test_the_node_demo_finds_the_cluster_up_node_state_of_a_kubeconfig(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    with_node, without_node = tmp_path / "a" / "kubeconfig", tmp_path / "b" / "kubeconfig"
+    _state(tmp_path / "state", "a", with_node, "graceful-a")
+    _state(tmp_path / "state", "b", without_node, None)  # `graceful cluster up` without --node
+    found = cluster_state_of(with_node)
+    assert found is not None and found["netns"] == "graceful-a"
+    assert cluster_state_of(without_node) is None
+    assert cluster_state_of(tmp_path / "elsewhere") is None
+
+
+def test_the_node_demo_refuses_a_cluster_it_cannot_stand_next_to(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    out = io.StringIO()
+    asked: list[str] = []
+    code = run(Console(out=out), kubeconfig=kubeconfig, ask=_answering("y", asked))
+    assert code == 2
+    assert "is not a cluster started by `graceful cluster up --node`" in out.getvalue()
+    assert asked == []  # refused before asking: nothing would have been changed
+
+
+def test_the_node_demo_asks_before_changing_a_cluster_and_stops_at_no(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    kubeconfig = tmp_path / "kubeconfig"
+    _state(tmp_path / "state", "mine", kubeconfig, "graceful-mine")
+    out = io.StringIO()
+    asked: list[str] = []
+    code = run(Console(out=out), kubeconfig=kubeconfig, ask=_answering("n", asked))
+    assert code == 1 and asked == ["Continue? [y/N] "]
+    text = out.getvalue()
+    assert "will change the cluster at https://127.0.0.1:1" in text
+    assert "create namespace proof-plain" in text and "create namespace proof-policy" in text
+    assert text.rstrip().endswith("nothing changed")

@@ -12,6 +12,8 @@ What the run without the policy shows is printed, not asserted here:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -19,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,32 @@ def _run_demo(env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], in
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
 
+def _where(out: str) -> tuple[Path, str]:
+    """The cluster directory and network namespace the demo says it started."""
+    where = re.search(r"\(directory (\S+), network namespace (\S+)\)", out)
+    assert where, out
+    return Path(where[1]), where[2]
+
+
+def _assert_nothing_left(root: Path, netns_name: str, scratch: Path) -> None:
+    """No process, mount, cgroup, directory or network namespace of the run is left."""
+    assert leftovers(root, netns_name) == []
+    assert not Path(f"/run/netns/{netns_name}").exists()
+    assert _processes_mentioning(str(scratch)) == []
+    assert sorted(p.name for p in scratch.glob("graceful-*")) == []
+    assert sorted(p.name for p in scratch.glob("proof-*")) == []
+
+
+def _assert_nothing_lost_with_the_policy(rows: dict[str, tuple[str, str]]) -> None:
+    assert rows["messages published"][0] == "6"
+    assert rows["acked"][0] == "6"
+    assert rows["processed twice"][0] == "0"
+    assert rows["lost"][0] == "0"
+    assert int(rows["requests sent"][0]) > 0
+    assert rows["requests failed"][0] == "0"
+    assert rows["old consumers' exit codes"][0] == "0 0"
+
+
 def _table(out: str) -> dict[str, tuple[str, str]]:
     """The side-by-side table's rows: label -> (with policy, without)."""
     rows = {}
@@ -80,10 +109,7 @@ def test_demo_node_shows_the_proof_and_leaves_nothing_running() -> None:
         out = proc.stdout
         assert proc.returncode == 0, proc.stderr[-2000:]
 
-        # where it ran, as it says
-        where = re.search(r"\(directory (\S+), network namespace (\S+)\)", out)
-        assert where, out
-        root, netns_name = Path(where[1]), where[2]
+        root, netns_name = _where(out)
         assert root.parent == scratch and netns_name == f"graceful-proof-{pid}"
 
         # the table: both modes side by side, nothing lost, run twice or failed with the policy
@@ -91,13 +117,7 @@ def test_demo_node_shows_the_proof_and_leaves_nothing_running() -> None:
                       if "with policy" in line and "without" in line and "---" not in line)
         assert header.index("with policy") < header.index("without")
         rows = _table(out)
-        assert rows["messages published"][0] == "6"
-        assert rows["acked"][0] == "6"
-        assert rows["processed twice"][0] == "0"
-        assert rows["lost"][0] == "0"
-        assert int(rows["requests sent"][0]) > 0
-        assert rows["requests failed"][0] == "0"
-        assert rows["old consumers' exit codes"][0] == "0 0"
+        _assert_nothing_lost_with_the_policy(rows)
         for label in ("messages published", "acked", "processed twice", "lost",
                       "requests sent"):
             int(rows[label][1])  # the run without the policy is measured too
@@ -125,11 +145,87 @@ def test_demo_node_shows_the_proof_and_leaves_nothing_running() -> None:
                          without, re.M)
         assert "preStop" not in without.split("demo finished")[0]
 
-        # nothing left: processes, mounts, cgroups, directories, the network namespace
-        assert leftovers(root, netns_name) == []
-        assert not Path(f"/run/netns/{netns_name}").exists()
-        assert _processes_mentioning(str(scratch)) == []
-        assert sorted(p.name for p in scratch.glob("graceful-*")) == []
-        assert sorted(p.name for p in scratch.glob("proof-*")) == []
+        _assert_nothing_left(root, netns_name, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_ctrl_c_during_a_rollout_stops_everything_it_started() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="gdn-", dir="/tmp"))
+    lines: list[str] = []
+    try:
+        # its own process group, signalled as a terminal signals its foreground group
+        proc = subprocess.Popen([sys.executable, "-m", "graceful.cli", "demo", "--node"],
+                                env={**os.environ, "TMPDIR": str(scratch)}, cwd=ROOT,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("==> rollout 1 of 2"):  # messages and requests in flight
+                    break
+            assert lines and lines[-1].startswith("==> rollout 1 of 2"), "".join(lines)
+            os.killpg(proc.pid, signal.SIGINT)
+            time.sleep(1.0)  # a person pressing Ctrl-C again: it must not cut the clean-up
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            rest, err = proc.communicate(timeout=600)  # a guard against a hang, not a bound
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        print("".join(lines) + rest)
+        print(err, file=sys.stderr)
+        assert proc.returncode == 130, err[-2000:]
+        assert "interrupted; stopping everything it started" in err
+        assert "interrupted; everything it started is stopped" in err
+        assert "--- the same rollout" not in rest
+        root, netns_name = _where("".join(lines))
+        _assert_nothing_left(root, netns_name, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _graceful(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "graceful.cli", *args], env=env, cwd=ROOT,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=1800, check=False)
+
+
+def test_demo_node_on_a_cluster_from_cluster_up_node_removes_what_it_added(
+        tmp_path: Path) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="gdn-", dir="/tmp"))
+    env = {**os.environ, "TMPDIR": str(scratch), "XDG_STATE_HOME": str(tmp_path / "state")}
+    name = f"demo{os.getpid()}"
+    try:
+        up = _graceful("cluster", "up", "--node", "--name", name, env=env)
+        assert up.returncode == 0, up.stderr
+        state = json.loads((tmp_path / "state" / "graceful" / "clusters" / f"{name}.json")
+                           .read_text())
+        try:
+            demo = _graceful("demo", "--node", "--kubeconfig", state["kubeconfig"], "--yes",
+                             env=env)
+            print(demo.stdout)
+            print(demo.stderr, file=sys.stderr)
+            assert demo.returncode == 0, demo.stderr[-2000:]
+            assert f"will change the cluster at {state['server']}" in demo.stdout
+            _assert_nothing_lost_with_the_policy(_table(demo.stdout))
+            assert "--- one old Pod, with policy" in demo.stdout
+
+            # the cluster is still there, without what the demo added to it
+            listed = _graceful("cluster", "exec", "--name", name, "--", "kubectl", "get",
+                               "namespaces", "-o", "json", env=env)
+            assert listed.returncode == 0, listed.stderr
+            names = {n["metadata"]["name"] for n in json.loads(listed.stdout)["items"]}
+            assert "default" in names
+            assert not names & {"proof-plain", "proof-policy", "graceful-system"}, names
+            for started in ("graceful-rabbitmq-", "graceful-proof-journal-", "proof-load-"):
+                assert _processes_mentioning(str(scratch / started)) == []
+                assert list(scratch.glob(started + "*")) == []
+        finally:
+            down = _graceful("cluster", "down", "--name", name, env=env)
+        assert down.returncode == 0, down.stderr
+        _assert_nothing_left(Path(state["root"]), state["netns"], scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
