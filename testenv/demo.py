@@ -19,6 +19,9 @@ part exists:
 Everything the demo starts is stopped on exit, Ctrl-C included; in an
 existing cluster it removes its namespace and its webhook configuration
 (the CRD stays: other policies may use it).
+
+``--node`` runs the proof instead (``testenv/proof/demo.py``): rollouts on a
+real node with and without a policy, side by side.
 """
 
 from __future__ import annotations
@@ -461,6 +464,14 @@ def demo(args: argparse.Namespace, console: Console | None = None,
               " (standard input is not a terminal)", file=sys.stderr)
         return 2
     if getattr(args, "node", False):
+        if args.keep:
+            print(f"{PROG}: --keep is for the fast demo; --node ends with its report",
+                  file=sys.stderr)
+            return 2
+        if os.geteuid() != 0:
+            print(f"{PROG}: --node needs root (containerd, kubelet, network namespaces)",
+                  file=sys.stderr)
+            return 2
         from testenv.proof import demo as proof_demo  # noqa: PLC0415
 
         return proof_demo.run(console, kubeconfig=args.kubeconfig, assume_yes=args.yes, ask=ask)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from testenv.demo import Console
+from testenv.demo import Console, demo
 from testenv.proof.accounting import MessageTally, RequestTally, Stop
 from testenv.proof.demo import cluster_state_of, report, run
 from testenv.proof.run import RolloutResult
@@ -114,3 +116,19 @@ def test_the_node_demo_asks_before_changing_a_cluster_and_stops_at_no(
     assert "will change the cluster at https://127.0.0.1:1" in text
     assert "create namespace proof-plain" in text and "create namespace proof-policy" in text
     assert text.rstrip().endswith("nothing changed")
+
+
+def _node_args(**overrides: object) -> argparse.Namespace:
+    values: dict[str, object] = {"node": True, "kubeconfig": None, "yes": False, "keep": False,
+                                 "webhook_host": "127.0.0.1", **overrides}
+    return argparse.Namespace(**values)
+
+
+def test_the_node_demo_refuses_keep_and_a_user_without_root(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo(_node_args(keep=True), Console(out=io.StringIO())) == 2
+    assert capsys.readouterr().err == ("graceful demo: --keep is for the fast demo; --node ends"
+                                       " with its report\n")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert demo(_node_args(), Console(out=io.StringIO())) == 2
+    assert "--node needs root" in capsys.readouterr().err
