@@ -34,7 +34,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from bench.common import load_average, publish, table
-from testenv.proof.accounting import Totals, draw_stop, final_line
+from testenv.proof.accounting import (
+    ModeFigures,
+    Totals,
+    draw_stop,
+    final_line,
+    telling_stop,
+)
 from testenv.proof.manifests import BENCH, SHORT, Durations, Mode
 from testenv.proof.run import Experiment, RolloutResult
 
@@ -54,19 +60,6 @@ def totals(results: Sequence[RolloutResult]) -> Totals:
     for result in results:
         total = total + Totals.of(result.messages, result.requests)
     return total
-
-
-def _sum(values: Sequence[int | None]) -> int:
-    return sum(v or 0 for v in values)
-
-
-def _failures(results: Sequence[RolloutResult]) -> str:
-    kinds: dict[str, int] = {}
-    for result in results:
-        if result.requests is not None:
-            for kind, count in result.requests.by_kind.items():
-                kinds[kind] = kinds.get(kind, 0) + count
-    return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "-"
 
 
 @dataclass(frozen=True)
@@ -95,15 +88,12 @@ def report(results: dict[Mode, list[RolloutResult]], setup: Setup,
     rows = []
     for mode in ("policy", "plain"):
         runs = results.get(mode, [])
-        messages = [r.messages for r in runs if r.messages is not None]
-        requests = [r.requests for r in runs if r.requests is not None]
+        figures = ModeFigures.of((r.messages for r in runs), (r.requests for r in runs))
         durations = [r.seconds for r in runs]
         rows.append([
             "with policy" if mode == "policy" else "without",
-            _sum([m.published for m in messages]), _sum([m.acked for m in messages]),
-            _sum([m.duplicated for m in messages]), _sum([m.lost for m in messages]),
-            _sum([q.sent for q in requests]), _sum([q.failed for q in requests]),
-            _failures(runs),
+            figures.published, figures.acked, figures.duplicated, figures.lost,
+            figures.sent, figures.failed, figures.failures(),
             f"{statistics.mean(durations):.1f} / {max(durations):.1f}" if durations else "-",
             f"{seconds.get(mode, 0.0):.0f}",
         ])
@@ -124,11 +114,9 @@ def report(results: dict[Mode, list[RolloutResult]], setup: Setup,
                     "old Pods' exit codes"], per)
     for mode in ("policy", "plain"):
         runs = results.get(mode, [])
-        stops = [s for r in runs for s in r.stops if s.workload == "consumer"] or [
-            s for r in runs for s in r.stops]
-        if stops:
-            lines += ["", f"One old Pod, {mode}:", "", "```",
-                      *draw_stop(stops[0], mode), "```"]
+        stop = telling_stop([s for r in runs for s in r.stops])
+        if stop is not None:
+            lines += ["", f"One old Pod, {mode}:", "", "```", *draw_stop(stop, mode), "```"]
     return lines
 
 

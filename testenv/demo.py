@@ -19,6 +19,9 @@ part exists:
 Everything the demo starts is stopped on exit, Ctrl-C included; in an
 existing cluster it removes its namespace and its webhook configuration
 (the CRD stays: other policies may use it).
+
+``--node`` runs the proof instead (``testenv/proof/demo.py``): rollouts on a
+real node with and without a policy, side by side.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", type=Path, metavar="FILE",
         help="use this existing cluster instead of a local control plane (asks first); its "
-             "API server must reach this machine at --webhook-host",
+             "API server must reach this machine at --webhook-host. With --node: a cluster "
+             "started by `graceful cluster up --node`",
     )
     parser.add_argument("-y", "--yes", action="store_true",
                         help="with --kubeconfig: do not ask before changing the cluster")
@@ -80,8 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--node", action="store_true",
-        help="the proof on a real node (needs root): roll out a FastStream consumer and an HTTP "
-             "service with work in flight, without and with a policy, and show what was lost",
+        help="the proof on a real node (needs root, about two minutes): roll out a FastStream "
+             "consumer and an HTTP service with work in flight, without and with a policy, and "
+             "show what was lost, run twice or failed",
     )
 
 
@@ -434,7 +439,16 @@ def _cluster(args: argparse.Namespace, console: Console) -> Iterator[Path]:
         plane.stop()
 
 
-def _sigterm_as_interrupt(_signum: int, _frame: Any) -> None:
+def _interrupt_once(_signum: int, _frame: Any) -> None:
+    """The first Ctrl-C (or SIGTERM) stops the demo; later ones do not cut its clean-up short.
+
+    The clean-up is what stops the broker, the node and the network
+    namespace; interrupted half-way it would leave them running.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(f"\n{PROG}: interrupted; stopping everything it started (a second Ctrl-C is"
+          " ignored)", file=sys.stderr, flush=True)
     raise KeyboardInterrupt
 
 
@@ -442,14 +456,6 @@ def demo(args: argparse.Namespace, console: Console | None = None,
          ask: Callable[[str], str] = input) -> int:
     """Run the demo; returns the exit code. Separate from :func:`run` for tests."""
     console = console or Console()
-    if getattr(args, "node", False):
-        if args.kubeconfig is not None:
-            print(f"{PROG}: --node starts its own cluster; it does not take --kubeconfig",
-                  file=sys.stderr)
-            return 2
-        from testenv.proof import demo as proof_demo  # noqa: PLC0415
-
-        return proof_demo.run(console.step, console.text)
     if args.kubeconfig is not None and not args.kubeconfig.is_file():
         print(f"{PROG}: --kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
         return 2
@@ -457,6 +463,18 @@ def demo(args: argparse.Namespace, console: Console | None = None,
         print(f"{PROG}: --kubeconfig changes a cluster: confirm with --yes"
               " (standard input is not a terminal)", file=sys.stderr)
         return 2
+    if getattr(args, "node", False):
+        if args.keep:
+            print(f"{PROG}: --keep is for the fast demo; --node ends with its report",
+                  file=sys.stderr)
+            return 2
+        if os.geteuid() != 0:
+            print(f"{PROG}: --node needs root (containerd, kubelet, network namespaces)",
+                  file=sys.stderr)
+            return 2
+        from testenv.proof import demo as proof_demo  # noqa: PLC0415
+
+        return proof_demo.run(console, kubeconfig=args.kubeconfig, assume_yes=args.yes, ask=ask)
     from testenv.build import find_kubectl  # noqa: PLC0415
 
     workdir = Path(tempfile.mkdtemp(prefix="graceful-demo-run-"))
@@ -504,12 +522,12 @@ def run(args: argparse.Namespace) -> int:
     # Ctrl-C must stop the demo even when it was started from a script or a
     # background job, whose shell hands it SIGINT already ignored (Python then
     # installs no KeyboardInterrupt handler of its own).
-    previous_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, _interrupt_once)
+    previous_int = signal.signal(signal.SIGINT, _interrupt_once)
     try:
         return demo(args)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; everything it started is stopped", file=sys.stderr)
+        print(f"{PROG}: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_term)

@@ -221,6 +221,46 @@ class Totals:
                 f" {self.failed} failed of {self.requests} requests")
 
 
+@dataclass(frozen=True)
+class ModeFigures:
+    """One mode's figures summed over its rollouts: the row of a side-by-side table.
+
+    The bench's Markdown table and the demo's table for a person both read
+    these, so that "acked" or "failed" cannot mean one thing in one and
+    another in the other.
+    """
+
+    published: int = 0
+    acked: int = 0
+    duplicated: int = 0
+    lost: int = 0
+    sent: int = 0
+    failed: int = 0
+    by_kind: Mapping[str, int] = field(default_factory=dict)
+    has_messages: bool = False
+    has_requests: bool = False
+
+    @classmethod
+    def of(cls, messages: Iterable[MessageTally | None],
+           requests: Iterable[RequestTally | None]) -> ModeFigures:
+        tallies = [m for m in messages if m is not None]
+        answered = [q for q in requests if q is not None]
+        kinds: Counter[str] = Counter()
+        for q in answered:
+            kinds.update(q.by_kind)
+        return cls(published=sum(m.published for m in tallies),
+                   acked=sum(m.acked for m in tallies),
+                   duplicated=sum(m.duplicated for m in tallies),
+                   lost=sum(m.lost for m in tallies),
+                   sent=sum(q.sent for q in answered), failed=sum(q.failed for q in answered),
+                   by_kind={k: kinds[k] for k in sorted(kinds)},
+                   has_messages=bool(tallies), has_requests=bool(answered))
+
+    def failures(self) -> str:
+        """``refused 17, reset 6``, or ``-`` when nothing failed."""
+        return ", ".join(f"{k} {v}" for k, v in self.by_kind.items()) or "-"
+
+
 def final_line(with_policy: Totals, without: Totals) -> str:
     """The one line ``bench.rollout_loss`` ends with."""
     return f"with policy: {with_policy.clause()}; without: {without.clause()}"
@@ -269,13 +309,30 @@ def _segments(stop: Stop) -> list[tuple[str, str, float, float]]:
     return segments
 
 
-def draw_stop(stop: Stop, mode: str, width: int = 72, indent: str = "  ") -> list[str]:
-    """One old Pod's measured stop: a bar like ``graceful explain`` draws, then the events.
+def telling_stop(stops: Sequence[Stop]) -> Stop | None:
+    """The one old Pod to draw: a consumer (its drain is the long one), a killed one if any.
 
-    Same picture as the planned timeline (``-`` preStop, ``=`` drain, ``x``
-    killed), but every number on it was measured: the delete as the watch saw
-    it, SIGTERM, the end of the drain and the exit as the app journaled them,
-    the exit code from the Pod's status.
+    A killed consumer is what the policy prevents; when none was killed the
+    first consumer stands for the others.
+    """
+    ranked = sorted(stops, key=lambda s: (s.workload != "consumer", s.exit_code != 137))
+    return ranked[0] if ranked else None
+
+
+def _put(line: list[str], column: int, text: str) -> None:
+    while len(line) < column + len(text):
+        line.append(" ")
+    line[column:column + len(text)] = list(text)
+
+
+def draw_stop(stop: Stop, mode: str, width: int = 72, indent: str = "  ") -> list[str]:
+    """One old Pod's measured stop, drawn as ``graceful explain`` draws the planned one.
+
+    The same three lines (times, the bar with ``-`` preStop, ``=`` drain,
+    ``x`` killed, the ``^`` events under it), then each event with its time.
+    Every number was measured, none planned: the delete as the watch saw it,
+    SIGTERM and the end of the drain as the app journaled them, the exit
+    code from the Pod's status.
     """
     grace = "unset" if stop.grace is None else f"{stop.grace}s"
     code = "?" if stop.exit_code is None else str(stop.exit_code)
@@ -285,6 +342,7 @@ def draw_stop(stop: Stop, mode: str, width: int = 72, indent: str = "  ") -> lis
         return [head, indent + "(the delete was not seen)"]
     segments = _segments(stop)
     lines = [head]
+    rel = stop.relative()
     if segments:
         minimum = [len(label) + 4 for _, label, _, _ in segments]
         spare = max(width - sum(minimum), 0)
@@ -296,19 +354,28 @@ def draw_stop(stop: Stop, mode: str, width: int = 72, indent: str = "  ") -> lis
             times += f"{start:.1f}s".ljust(w)
             bar += "|" + f" {label} ".center(w - 1, fill)
         times += f"{segments[-1][3]:.1f}s"
-        lines += [indent + times, indent + bar + "|"]
-    rel = stop.relative()
-    events = [("delete (the watch sees it)", 0.0)]
+        events: list[str] = []
+        sigterm = rel["sigterm"]
+        if sigterm is not None and sigterm > 0.05:
+            _put(events, 0, "^delete")
+            _put(events, max(widths[0], len(events) + 1), "^SIGTERM")
+        else:
+            _put(events, 0, "^delete+SIGTERM")
+        end = "^SIGKILL: exit 137" if stop.exit_code == 137 else f"^exit {code}"
+        _put(events, max(sum(widths), len(events) + 1), end)
+        lines += [indent + times, indent + bar + "|", indent + "".join(events)]
+    events_at = [("delete (the watch sees it)", 0.0)]
     if stop.pre_stop:
-        events.append((f"preStop sleep {stop.pre_stop}s starts", 0.0))
+        events_at.append((f"preStop sleep {stop.pre_stop}s starts", 0.0))
     for key, label in (("sigterm", "SIGTERM (the app journals it)"),
                        ("drained", "drained: in-flight work done"),
                        ("exited", f"exit {code}")):
         value = rel[key]
         if value is not None:
-            events.append((label, value))
+            events_at.append((label, value))
     if stop.grace is not None:
-        events.append((f"SIGKILL due (terminationGracePeriodSeconds {stop.grace}s)",
-                       float(stop.grace)))
-    lines += [f"{indent}+{t:6.2f}s  {label}" for label, t in sorted(events, key=lambda e: e[1])]
+        events_at.append((f"SIGKILL due (terminationGracePeriodSeconds {stop.grace}s)",
+                          float(stop.grace)))
+    lines += [f"{indent}+{t:6.2f}s  {label}"
+              for label, t in sorted(events_at, key=lambda e: e[1])]
     return lines

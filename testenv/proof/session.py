@@ -63,10 +63,14 @@ def node_ip() -> str:
 @contextlib.contextmanager
 def proof_session(kubeconfig: Path, address: str, durations: Durations, *, messages: int = 6,
                   rate: float = 40.0, workloads: tuple[str, ...] = ("consumer", "web"),
-                  install: bool = True, progress: Progress = print) -> Iterator[Experiment]:
+                  install: bool = True, tidy: bool = True,
+                  progress: Progress = print) -> Iterator[Experiment]:
     """A broker at the node IP ``address``, the product from manifests/, both modes; all undone.
 
     The proof's image must already be on the node (:func:`proof_image`).
+    ``tidy=False`` leaves the namespaces and the product in the cluster at the
+    end: for a cluster that is about to be stopped anyway, deleting them first
+    only makes the caller wait (and a Ctrl-C wait longest).
     """
     kubectl = Kubectl(str(find_kubectl()), kubeconfig)
     installed_here = install and not product_installed(kubectl)
@@ -84,10 +88,11 @@ def proof_session(kubeconfig: Path, address: str, durations: Durations, *, messa
             yield experiment
         finally:
             experiment.close()
-            for mode in MODES:
-                experiment.remove(mode)
-            if installed_here:  # leave the cluster as it was found
-                uninstall_product(kubectl)
+            if tidy:
+                for mode in MODES:
+                    experiment.remove(mode)
+                if installed_here:  # leave the cluster as it was found
+                    uninstall_product(kubectl)
 
 
 __all__ = ["manifests", "node_ip", "proof_image", "proof_session", "start_node"]

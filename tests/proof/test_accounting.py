@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 
 from testenv.proof.accounting import (
     Event,
+    MessageTally,
+    ModeFigures,
     Outcome,
+    RequestTally,
     Stop,
     Totals,
     classify_error,
@@ -20,6 +23,7 @@ from testenv.proof.accounting import (
     parse_outcomes,
     tally_messages,
     tally_requests,
+    telling_stop,
     unfinished_in,
 )
 
@@ -141,3 +145,43 @@ def test_a_killed_stop_is_drawn_as_cut() -> None:
     assert "drain (killed)" in lines[2]
     assert "preStop" not in "\n".join(lines)
 
+
+
+def test_the_measured_stop_marks_its_events_under_the_bar_like_explain() -> None:
+    stop = Stop(pod="c-1", workload="consumer", grace=21, pre_stop=3, deleted=50.0,
+                sigterm=53.0, drained=60.0, exited=60.2, exit_code=0)
+    times, bar, marks = draw_stop(stop, "policy")[1:4]
+    assert marks.startswith("  ^delete")
+    assert marks.index("^SIGTERM") == bar.index("|===")   # SIGTERM where the drain starts
+    assert marks.rstrip().endswith("^exit 0")
+    assert marks.index("^exit 0") == len(bar) - 1          # the exit under the bar's end
+    assert times.rstrip().endswith("10.2s")
+
+
+def test_a_killed_stop_is_marked_sigkill_and_a_stop_without_prestop_at_the_delete() -> None:
+    stop = Stop(pod="c-2", workload="consumer", grace=5, pre_stop=None, deleted=10.0,
+                sigterm=10.01, exited=15.1, exit_code=137)
+    marks = draw_stop(stop, "plain")[3]
+    assert marks.startswith("  ^delete+SIGTERM")
+    assert marks.rstrip().endswith("^SIGKILL: exit 137")
+
+
+def test_the_telling_stop_is_a_killed_consumer_else_the_first_consumer() -> None:
+    web = Stop(pod="w", workload="web", grace=5, pre_stop=None, exit_code=137)
+    ok = Stop(pod="a", workload="consumer", grace=5, pre_stop=None, exit_code=0)
+    killed = Stop(pod="b", workload="consumer", grace=5, pre_stop=None, exit_code=137)
+    assert telling_stop([web, ok, killed]) is killed
+    assert telling_stop([web, ok]) is ok
+    assert telling_stop([web]) is web
+    assert telling_stop([]) is None
+
+
+def test_mode_figures_sum_the_rollouts_of_one_mode() -> None:
+    figures = ModeFigures.of(
+        [MessageTally(6, 6, 6, 2, 0, 2), None, MessageTally(6, 5, 5, 0, 1, 0)],
+        [RequestTally(100, 3, {"refused": 2, "reset": 1}), RequestTally(90, 1, {"refused": 1})])
+    assert (figures.published, figures.acked, figures.duplicated, figures.lost) == (12, 11, 2, 1)
+    assert (figures.sent, figures.failed) == (190, 4)
+    assert figures.failures() == "refused 3, reset 1"
+    assert ModeFigures.of([], [RequestTally(5, 0)]).failures() == "-"
+    assert not ModeFigures.of([None], []).has_messages
