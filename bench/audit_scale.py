@@ -341,7 +341,8 @@ def report(results: list[Figures], edits: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 Deployments, at most 20 bare Pods")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 200 Deployments, at most 20 bare Pods")
     parser.add_argument("--counts", default="1000,10000",
                         help="comma-separated numbers of Deployments (default: %(default)s)")
     parser.add_argument("--edits", type=int, default=100)
@@ -368,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{count} Deployments:", flush=True)
         kwargs = {"parallel": args.parallel, "edits": min(edits, count // 2),
                   "replicas": args.replicas,
-                  "bare": min(args.bare_pods, 20) if args.quick else args.bare_pods, "timeout": args.timeout}
+                  "bare": min(args.bare_pods, 20) if args.quick else args.bare_pods,
+                  "timeout": args.timeout}
         if args.kubeconfig is not None:
             results.append(asyncio.run(scenario(args.kubeconfig, count, **kwargs)))
             continue
