@@ -309,6 +309,10 @@ class Auditor:
                 self.metrics.events.labels(intent.type).inc()
             else:
                 report.failed = True
+                # Planned again at the retry: the workload did not change, so mark it.
+                keys = self.dirty.setdefault(intent.verdict.namespace, set())
+                if keys is not None:
+                    keys.add(intent.verdict.key)
 
     def _plan_events(self, changes: Changes) -> list[EventIntent]:
         intents = []

@@ -15,7 +15,6 @@ import base64
 import copy
 import datetime as dt
 import logging
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -184,8 +183,8 @@ def test_without_a_configuration_the_secret_is_still_made_and_the_absence_logged
 def test_an_unreadable_configuration_is_an_error_and_a_new_ca_waits(
         caplog: pytest.LogCaptureFixture) -> None:
     """Forbidden to read the configuration: never serve a certificate it may not trust."""
-    settings = replace(SETTINGS, certificate_lifetime=dt.timedelta(days=10),
-                       ca_lifetime=dt.timedelta(days=30))
+    settings = SETTINGS.model_copy(update={"certificate_lifetime": dt.timedelta(days=10),
+                                          "ca_lifetime": dt.timedelta(days=30)})
     t0 = dt.datetime.now(dt.UTC)
 
     def keeper_at(days: float) -> CertificateKeeper:
@@ -210,8 +209,8 @@ def test_an_unreadable_configuration_is_an_error_and_a_new_ca_waits(
 
 def test_the_next_pass_comes_when_due_soon_when_waiting_and_at_least_every_check() -> None:
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    keeper = CertificateKeeper(FakeApi(), replace(SETTINGS, certificate_check_seconds=30,
-                                                  ca_settle_seconds=5), wall=lambda: now)
+    keeper = CertificateKeeper(FakeApi(), SETTINGS.model_copy(
+        update={"certificate_check_seconds": 30, "ca_settle_seconds": 5}), wall=lambda: now)
     assert keeper.delay_after(SyncReport(waiting=True)) == 5
     assert keeper.delay_after(SyncReport(next_check=now + dt.timedelta(seconds=7))) == 7
     assert keeper.delay_after(SyncReport(next_check=now + dt.timedelta(days=7))) == 30
