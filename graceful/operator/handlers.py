@@ -34,9 +34,9 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s_client
 
+from graceful.certificates.keeper import CertificateKeeper
 from graceful.core import GROUP, PLURAL, VERSION
 from graceful.operator.audit import policy_entry
-from graceful.operator.certificate_sync import CertificateKeeper
 from graceful.operator.kube import KubeApi, connection_info
 from graceful.operator.lease import LeaseElector
 from graceful.operator.projection import BARE_POD_SELECTOR

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import kopf
 
-from graceful.operator.certificate_sync import CertificateKeeper
+from graceful.certificates.keeper import CertificateKeeper
 from graceful.operator.handlers import build_registry, counter
 from graceful.operator.kube import KubeApi, load_configuration
 from graceful.operator.lease import LeaseElector

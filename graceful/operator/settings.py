@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from graceful.certificates.rotation import LifetimeError, parse_lifetime
 from graceful.core import DEFAULT_OPERATOR_NAMESPACE
-from graceful.operator.certificates import LifetimeError, parse_lifetime
 from graceful.operator.lease import DEFAULT_LEASE_NAME
 
 _TRUE = ("1", "true", "yes", "on", "")

@@ -34,7 +34,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from graceful.operator.certificates import (
+from graceful.certificates.rotation import (
     CA_CRT,
     CA_KEY,
     TLS_CRT,

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from graceful.operator.certificate_sync import (
+from graceful.certificates.keeper import (
     CONFIGURATIONS,
     CertificateKeeper,
     SyncReport,
     secret_object,
 )
-from graceful.operator.certificates import (
+from graceful.certificates.rotation import (
     CA_CRT,
     TLS_CRT,
     decode_data,
@@ -156,7 +156,7 @@ def test_an_invalid_secret_written_by_someone_else_is_replaced_and_the_log_says_
                                         "namespace": "graceful-system", "resourceVersion": "5",
                                         "labels": {"team": "ops"}},
                            "data": encode_data({TLS_CRT: b"not a certificate"})}
-    with caplog.at_level(logging.INFO, logger="graceful.operator.certificate_sync"):
+    with caplog.at_level(logging.INFO, logger="graceful.certificates.keeper"):
         report = run(CertificateKeeper(api, SETTINGS).sync())
     assert report.secret == "updated"
     stored = api.objects[SECRET]
@@ -172,7 +172,7 @@ def test_without_a_configuration_the_secret_is_still_made_and_the_absence_logged
         caplog: pytest.LogCaptureFixture) -> None:
     api = FakeApi()
     keeper = CertificateKeeper(api, SETTINGS)
-    with caplog.at_level(logging.INFO, logger="graceful.operator.certificate_sync"):
+    with caplog.at_level(logging.INFO, logger="graceful.certificates.keeper"):
         first = run(keeper.sync())
         second = run(keeper.sync())
     assert (first.secret, first.configuration) == ("created", "missing")
@@ -195,7 +195,7 @@ def test_an_unreadable_configuration_is_an_error_and_a_new_ca_waits(
     run(keeper_at(19).sync())  # the serving certificate renewed, the CA not due yet
     files = secret_files(api)
     api.fail[("GET", CONFIGURATIONS)] = 403
-    with caplog.at_level(logging.INFO, logger="graceful.operator.certificate_sync"):
+    with caplog.at_level(logging.INFO, logger="graceful.certificates.keeper"):
         report = run(keeper_at(20.1).sync())
     assert "cannot read MutatingWebhookConfiguration graceful-webhook" in caplog.text
     assert report.configuration == "unreadable"

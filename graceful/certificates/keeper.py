@@ -1,6 +1,6 @@
 """Keeping the webhook's TLS Secret and the configuration's caBundle up to date.
 
-The decisions are in :mod:`graceful.operator.certificates`; this module reads
+The decisions are in :mod:`graceful.certificates.rotation`; this module reads
 the Secret and the MutatingWebhookConfiguration, asks for a decision, and
 writes. Each pass is::
 
@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from graceful.operator.certificates import (
+from graceful.certificates.rotation import (
     CA_CRT,
     SECRET_TYPE,
     CertificatePolicy,
