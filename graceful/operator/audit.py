@@ -20,6 +20,7 @@ Pure: no I/O, time passed in.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,9 +34,10 @@ from graceful.core import (
     PolicyError,
     WorkloadResult,
     evaluate,
-    summarize,
 )
 from graceful.core.names import ANNOTATION_POLICY
+from graceful.core.policy import MAX_MISMATCHES
+from graceful.core.report import order, summarize_counts
 from graceful.core.rollout import rollout, stale_message
 from graceful.operator.events import Verdict, WorkloadKey, reasons_of
 from graceful.operator.store import key_of
@@ -145,8 +147,15 @@ class NamespaceAudit:
     audits: dict[WorkloadKey, WorkloadAudit] = field(default_factory=dict)
     members: dict[str, set[WorkloadKey]] = field(default_factory=dict)
     """policy name -> the workloads whose verdict counts for it (its status)"""
+    bad: dict[str, dict[WorkloadKey, WorkloadResult]] = field(default_factory=dict)
+    """policy name -> its mismatched workloads' results (the status lists the first ones)"""
     named: dict[str, set[WorkloadKey]] = field(default_factory=dict)
     """policy name -> the workloads whose annotation names it"""
+    ranked: dict[str, list[tuple[tuple[str, str], WorkloadKey]]] = field(default_factory=dict)
+    """policy name -> its mismatched workloads in the status's order (kept sorted, so the
+    first 50 are a slice, not a sort of every mismatch on every edit)"""
+    naming: dict[WorkloadKey, str] = field(default_factory=dict)
+    """workload -> the policy its annotation names"""
     unnamed: set[WorkloadKey] = field(default_factory=set)
     """workloads without the annotation: any policy's selector may match them"""
     fingerprints: dict[str, tuple[str, str, int]] = field(default_factory=dict)
@@ -195,11 +204,16 @@ class NamespaceAudit:
             self.audits[key] = audit
             if audit.policy_found and audit.verdict.policy is not None:
                 self.members.setdefault(audit.verdict.policy, set()).add(key)
+                if not audit.result().compliant:
+                    self.bad.setdefault(audit.verdict.policy, {})[key] = audit.result()
+                    bisect.insort(self.ranked.setdefault(audit.verdict.policy, []),
+                                  (order(audit.result()), key))
             name = named_policy(obj)
             if name is None:
                 self.unnamed.add(key)
             else:
                 self.named.setdefault(name, set()).add(key)
+                self.naming[key] = name
             changes.audits.append(audit)
         self.fingerprints = {p.name: p.fingerprint for p in policies if p.policy is not None}
         return changes
@@ -208,16 +222,29 @@ class NamespaceAudit:
         old = self.audits.pop(key, None)
         if old is None:
             return
-        for index in (self.members, self.named):
-            for name in [n for n, keys in index.items() if key in keys]:
-                index[name].discard(key)
-                if not index[name]:
-                    del index[name]
+        policy = old.verdict.policy
+        if policy is not None:
+            self.members.get(policy, set()).discard(key)
+            if self.bad.get(policy, {}).pop(key, None) is not None:
+                ranked = self.ranked[policy]
+                del ranked[bisect.bisect_left(ranked, (order(old.result()), key))]
+        name = self.naming.pop(key, None)
+        if name is not None:
+            self.named.get(name, set()).discard(key)
         self.unnamed.discard(key)
 
     def results(self, policy: str) -> list[WorkloadResult]:
         """The results that make up ``policy``'s status."""
         return [self.audits[key].result() for key in self.members.get(policy, ())]
+
+    def status(self, entry: PolicyEntry, now: datetime) -> dict[str, Any]:
+        """``entry``'s status from the kept counts: no pass over the policy's workloads."""
+        assert entry.policy is not None
+        bad = self.bad.get(entry.name, {})
+        first = [bad[key] for _, key in self.ranked.get(entry.name, [])[:MAX_MISMATCHES]]
+        return summarize_counts(entry.policy, matched=len(self.members.get(entry.name, ())),
+                                mismatched=len(bad), first=first, now=now,
+                                previous=entry.status)
 
     def __len__(self) -> int:
         return len(self.audits)
@@ -256,8 +283,7 @@ def policy_statuses(policies: Iterable[PolicyEntry], state: NamespaceAudit, *,
         if entry.policy is None:
             statuses[entry.name] = invalid_status(entry, now)
         else:
-            statuses[entry.name] = summarize(entry.policy, state.results(entry.name),
-                                             now=now, previous=entry.status)
+            statuses[entry.name] = state.status(entry, now)
     return statuses
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from graceful.core import FindingCode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graceful.core import FindingCode, summarize
 from graceful.operator import projection
 from graceful.operator.audit import (
     NamespaceAudit,
@@ -184,3 +187,32 @@ def test_status_differs_ignores_keys_we_do_not_write() -> None:
 def test_the_patch_carries_only_the_changed_keys() -> None:
     assert status_changes({"matched": 2, "compliant": 1, "mismatches": []},
                           {"matched": 2, "compliant": 0, "mismatches": []}) == {"compliant": 1}
+
+
+EDITS = st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["bad", "good", "gone", "nope"])),
+                 max_size=40)
+
+
+@given(edits=EDITS)
+@settings(max_examples=60, deadline=None)
+def test_the_kept_status_equals_the_status_computed_from_scratch(
+        edits: list[tuple[int, str]]) -> None:
+    """Counts and the mismatch list kept one workload at a time == ``summarize`` of all."""
+    policies = entries(objects.policy())
+    state = NamespaceAudit()
+    current: dict[str, dict[str, Any]] = {}
+    for number, what in edits:
+        name = f"w{number:02d}"
+        if what == "gone":
+            current.pop(name, None)
+        else:
+            body = (objects.compliant_deployment(name) if what == "good"
+                    else objects.deployment(name, policy="nope" if what == "nope" else "workers"))
+            current[name] = project(body)
+        workloads = list(current.values())
+        update(state, workloads, policies, dirty={("team-a", "Deployment", name)})
+        fresh = update(NamespaceAudit(), workloads, policies)
+        assert (policy_statuses(policies, state, now=NOW)
+                == policy_statuses(policies, fresh, now=NOW))
+        assert summarize(policies[0].policy, fresh.results("workers"),  # type: ignore[arg-type]
+                         now=NOW) == policy_statuses(policies, state, now=NOW)["workers"]
