@@ -350,3 +350,43 @@ def test_the_status_waits_only_for_the_events_of_the_workloads_it_lists() -> Non
     report = flush(make(api, world), world)
     assert (report.events, report.statuses) == (70, 0)
     assert len({e["involvedObject"]["name"] for e in api.events}) == 120
+
+
+def test_the_metrics_count_audits_verdicts_findings_events_and_writes() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    world.put(objects.compliant_deployment("good"))
+    auditor = make(api, world)
+    flush(auditor, world)
+    world.apply_status_patches(api)
+    world.put(objects.compliant_deployment("legacy"))
+    flush(auditor, world)
+    text = auditor.metrics.text().decode()
+
+    def value(sample: str) -> float:
+        [line] = [x for x in text.splitlines() if x.startswith(sample + " ")]
+        return float(line.split()[-1])
+
+    assert value("graceful_operator_audits_total") == 2
+    assert value("graceful_operator_evaluations_total") == 3  # 2, then only the edited one
+    assert value('graceful_operator_workloads{verdict="compliant"}') == 2
+    assert value('graceful_operator_workloads{verdict="mismatched"}') == 0
+    assert value('graceful_operator_findings{code="PreStopMissing"}') == 0
+    assert value('graceful_operator_events_posted_total{type="Warning"}') == 1
+    assert value('graceful_operator_events_posted_total{type="Normal"}') == 1
+    assert value("graceful_operator_status_writes_total") == 2
+    assert value("graceful_operator_audit_duration_seconds_count") == 2
+
+
+def test_a_relisting_after_the_first_counts_one_watch_restart() -> None:
+    api, world, clock = FakeApi(), World(), Clock()
+    world.put(objects.deployment("a"))
+    world.put(objects.deployment("b"))
+    auditor = make(api, world, clock=clock)
+    assert auditor.gate.complete()
+    for body in world.bodies.values():  # kopf listed Deployments again (410 Gone, say)
+        auditor.observe("Deployment", None, body)
+    clock.now += 60
+    auditor.observe("Deployment", None, world.bodies[("Deployment", "a")])
+    assert auditor.metrics.watch_restarts.labels("Deployment")._value.get() == 2
