@@ -16,7 +16,9 @@ as a subprocess restricted to that namespace. Measured:
 - from a policy edit that turns all N mismatched until the status says so;
 - the operator's peak RSS (VmHWM) and the CPU seconds it used (user + system),
   at convergence and at the end, and its RSS at the end (steady state); its
-  status writes and Events.
+  status writes and Events; from its ``/metrics``, the workloads it evaluated
+  per edit and the mean duration of its audits during the edits (the cost of
+  an edit, to compare across counts).
 
 Usage: ``.venv/bin/python -m bench.audit_scale [--quick] [--counts 1000,10000]
 [--edits 100] [--replicas 1] [--bare-pods 1000] [--kubeconfig F] [--no-record]``.
@@ -31,8 +33,10 @@ import re
 import signal
 import subprocess
 import sys
+import socket
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,15 +193,41 @@ class Figures:
     writes: int
     events: int
     load: float
+    evaluations_per_edit: float | None = None
+    """Workloads the operator evaluated per Deployment edit (its metrics)."""
+    audit_ms_per_edit: float | None = None
+    """Mean duration of the operator's audits during the edits (its metrics)."""
 
 
-def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_operator(kubeconfig: Path, log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "graceful.cli", "operator", "--kubeconfig", str(kubeconfig),
              "--namespace", NAMESPACE, "--lease-namespace", NAMESPACE, "--identity", "bench",
-             "--no-manage-certificates"],
+             "--no-manage-certificates", "--metrics-port", str(metrics_port),
+             "--metrics-address", "127.0.0.1"],
             stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The operator's /metrics, sample name (with labels) -> value; {} if unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
@@ -224,7 +254,9 @@ async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
     load = load_average()
     log = Path(tempfile.mkdtemp(prefix="bench-audit-")) / "operator.log"
     started = time.monotonic()
-    operator = start_operator(kubeconfig, log)
+    port = free_port()
+    operator = start_operator(kubeconfig, log, port)
+    evaluations_per_edit = audit_ms_per_edit = None
     try:
         latencies: list[float] = []
         policy_edit: float | None = None
@@ -241,6 +273,7 @@ async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
             print(f"  operator converged {converged:.1f} s after it started,"
                   f" peak RSS {peak_converged / 1024:.0f} MiB, {cpu_converged:.1f} CPU s",
                   flush=True)
+            before = scrape(port)
             for edit in range(edits):
                 name = f"worker-{2 * edit:05d}"  # even indexes are the compliant ones
                 began = time.monotonic()
@@ -251,9 +284,19 @@ async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
                 seen = await wait_status(api, expected(count, edit + 1, bare), 60,
                                          interval=0.02)
                 latencies.append(seen - began)
+            after = scrape(port)
+            audits = (after.get("graceful_operator_audit_duration_seconds_count", 0)
+                      - before.get("graceful_operator_audit_duration_seconds_count", 0))
+            if latencies and before and after and audits:
+                evaluations_per_edit = (after["graceful_operator_evaluations_total"]
+                                        - before["graceful_operator_evaluations_total"]) / edits
+                audit_ms_per_edit = 1000 * (
+                    after["graceful_operator_audit_duration_seconds_sum"]
+                    - before["graceful_operator_audit_duration_seconds_sum"]) / audits
             if latencies:
                 print(f"  {edits} edits: p50 {percentile(latencies, 50):.2f} s,"
-                      f" p95 {percentile(latencies, 95):.2f} s", flush=True)
+                      f" p95 {percentile(latencies, 95):.2f} s, evaluations per edit"
+                      f" {evaluations_per_edit}, audit ms {audit_ms_per_edit}", flush=True)
             began = time.monotonic()
             await api.request("PATCH", POLICY_PATH,
                               body={"spec": {"gracefulTimeoutSeconds": 300}},
@@ -277,7 +320,8 @@ async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
         await api.close()
     return Figures(count, replicas, bare, created_in, converged, timeout, note, latencies,
                    policy_edit, rss_converged / 1024, peak_converged / 1024, cpu_converged,
-                   peak_end / 1024, rss_end / 1024, cpu_end, writes, events, load)
+                   peak_end / 1024, rss_end / 1024, cpu_end, writes, events, load,
+                   evaluations_per_edit, audit_ms_per_edit)
 
 
 def _verdict(measured: float, target: float, unit: str) -> str:
@@ -305,13 +349,16 @@ def report(results: list[Figures], edits: int) -> list[str]:
             f"{f.policy_edit:.1f} s" if f.policy_edit is not None else "-",
             f"{f.peak_converged:.0f} MiB", f"{f.peak_end:.0f} MiB", f"{f.rss_end:.0f} MiB",
             f"{f.cpu_converged:.1f} s", f"{f.cpu_end:.1f} s", f.writes, f.events,
+            "-" if f.evaluations_per_edit is None else f"{f.evaluations_per_edit:.1f}",
+            "-" if f.audit_ms_per_edit is None else f"{f.audit_ms_per_edit:.1f} ms",
             f"{f.load:.1f}",
         ])
     lines += table(["Deployments", "replicas", "bare Pods", "created in",
                     "operator start to converged", "edit to status p50 / p95",
                     "policy edit to converged", "peak RSS at convergence",
                     "peak RSS at the end", "steady RSS", "CPU s to converge", "CPU s in all",
-                    "status writes", "Events posted", "load"], rows)
+                    "status writes", "Events posted", "evaluations per edit",
+                    "audit per edit", "load"], rows)
     lines += ["", "Targets (issue 14):", ""]
     rows = []
     for f in results:
