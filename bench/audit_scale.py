@@ -31,9 +31,9 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
-import socket
 import tempfile
 import time
 import urllib.request
