@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 import kopf
 
@@ -81,21 +82,23 @@ def kopf_settings(ours: OperatorSettings | None = None) -> kopf.OperatorSettings
     return settings
 
 
-def start(settings: OperatorSettings) -> int:
-    try:
-        cfg = load_configuration(settings.kubeconfig)
-    except Exception as exc:  # the loader raises anything on a malformed file
-        print(f"graceful operator: cannot load credentials: {exc}", file=sys.stderr)
-        return 2
+@dataclass
+class Operator:
+    """Everything ``kopf.run`` needs, wired from the settings (also what tests run)."""
+
+    settings: OperatorSettings
+    registry: kopf.OperatorRegistry
+    kopf_settings: kopf.OperatorSettings
+    auditor: Auditor
+    metrics: Metrics
+
+
+def assemble(settings: OperatorSettings, cfg: Any) -> Operator:
+    """The auditor, the Lease elector, the certificate keeper and their kopf registry."""
     api = KubeApi(cfg)
     metrics = Metrics()
     auditor = Auditor(settings=settings, api=api, metrics=metrics,
                       counter=counter(api, settings.namespaces))
-    if settings.metrics_port is not None:
-        from prometheus_client import start_http_server  # noqa: PLC0415
-
-        start_http_server(settings.metrics_port, addr=settings.metrics_address,
-                          registry=metrics.registry)
     keeper = CertificateKeeper(api, settings) if settings.manage_certificates else None
 
     def leadership_changed(leading: bool) -> None:
@@ -113,20 +116,31 @@ def start(settings: OperatorSettings) -> int:
     if keeper is not None:
         keeper.is_leader = elector.is_leader
     registry = build_registry(auditor, elector, api, cfg, keeper=keeper)
+    return Operator(settings, registry, kopf_settings(settings), auditor, metrics)
+
+
+def start(settings: OperatorSettings) -> int:
+    try:
+        cfg = load_configuration(settings.kubeconfig)
+    except Exception as exc:  # the loader raises anything on a malformed file
+        print(f"graceful operator: cannot load credentials: {exc}", file=sys.stderr)
+        return 2
+    operator = assemble(settings, cfg)
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(settings.metrics_port, addr=settings.metrics_address,
+                          registry=operator.metrics.registry)
     logger.info("graceful operator %s: namespaces=%s lease=%s/%s",
                 settings.identity, ",".join(settings.namespaces) or "(all)",
                 settings.lease_namespace, settings.lease_name)
-    if keeper is None:
+    if not settings.manage_certificates:
         logger.info("webhook certificates are not managed (GRACEFUL_MANAGE_CERTIFICATES=false"
                     " or --no-manage-certificates): the Secret and the caBundle are left alone")
     kopf.run(
-        registry=registry,
-        settings=kopf_settings(settings),
+        registry=operator.registry,
+        settings=operator.kopf_settings,
         standalone=True,
-        # kopf would otherwise derive an identity from getpass.getuser(), which raises
-        # for a numeric user with no passwd entry (the image runs as 65532).
-        # (kopf types it as its own NewType of str, which it does not export.)
-        identity=cast(Any, settings.identity),
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=settings.liveness_endpoint,
