@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from graceful.core.rollout import rollout, stale_message
 from graceful.operator import projection
 from graceful.operator.events import WorkloadKey
 
@@ -35,6 +36,25 @@ def key_of(obj: Mapping[str, Any]) -> WorkloadKey:
     meta = meta if isinstance(meta, Mapping) else {}
     return (str(meta.get("namespace") or ""), str(obj.get("kind") or ""),
             str(meta.get("name") or ""))
+
+
+def _without_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "generation"}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+def same_audit(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether the audit of ``new`` is the audit of ``old``: same template and labels, and
+    the controller's status says the same about its Pods (``rollout``). A Deployment's
+    status moves several times per rollout; only a change of that conclusion counts."""
+    return _without_status(old) == _without_status(new) and _stale(old) == _stale(new)
+
+
+def _stale(obj: Mapping[str, Any]) -> str | None:
+    """What the audit reports of the rollout: the stale Pods' message, or nothing (a rollout
+    in progress is not reported, however many Pods it has left to replace)."""
+    state = rollout(obj)
+    return stale_message(state) if state.stale else None
 
 
 @dataclass
@@ -59,9 +79,10 @@ class WorkloadStore:
             if not workloads:
                 del self._by_namespace[namespace]
             return key
-        if workloads.get(key) == kept:
-            return None  # a status or metadata change the audit does not read
+        old = workloads.get(key)
         workloads[key] = kept
+        if old is not None and same_audit(old, kept):
+            return None  # a status or metadata change the audit does not read
         return key
 
     def namespace(self, namespace: str) -> Mapping[WorkloadKey, dict[str, Any]]:
