@@ -19,7 +19,7 @@ from graceful.operator.kube import load_configuration
 from graceful.operator.main import Operator, assemble
 from graceful.operator.settings import OperatorSettings
 from tests.conftest import Cluster, Kubectl
-from tests.e2e.test_audit_e2e import apply, compliant, counts, deployment, policy
+from tests.e2e.test_audit_e2e import CRD, apply, compliant, counts, deployment, policy
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,13 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
         assert time.monotonic() < deadline, f"no {what} within {timeout} s"
         time.sleep(0.05)
     return value
+
+
+@pytest.fixture(scope="module")
+def crd(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(CRD))
+    kubectl("wait", "--for", "condition=established", "--timeout=60s",
+            "crd/gracefulpolicies.graceful.io")
 
 
 @pytest.fixture
