@@ -281,15 +281,21 @@ async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
                                   body={"spec": {"template": {"spec": {
                                       "terminationGracePeriodSeconds": 10}}}},
                                   content_type="application/merge-patch+json")
-                seen = await wait_status(api, expected(count, edit + 1, bare), 60,
-                                         interval=0.02)
+                try:
+                    seen = await wait_status(api, expected(count, edit + 1, bare), 60,
+                                             interval=0.02)
+                except NoConvergence as exc:
+                    note = f"edit {edit + 1}: {exc}"
+                    print(f"  {note}", flush=True)
+                    break
                 latencies.append(seen - began)
             after = scrape(port)
             audits = (after.get("graceful_operator_audit_duration_seconds_count", 0)
                       - before.get("graceful_operator_audit_duration_seconds_count", 0))
             if latencies and before and after and audits:
                 evaluations_per_edit = (after["graceful_operator_evaluations_total"]
-                                        - before["graceful_operator_evaluations_total"]) / edits
+                                        - before["graceful_operator_evaluations_total"]
+                                        ) / len(latencies)
                 audit_ms_per_edit = 1000 * (
                     after["graceful_operator_audit_duration_seconds_sum"]
                     - before["graceful_operator_audit_duration_seconds_sum"]) / audits
@@ -302,7 +308,11 @@ async def scenario(kubeconfig: Path, count: int, *, parallel: int, edits: int,
                               body={"spec": {"gracefulTimeoutSeconds": 300}},
                               content_type="application/merge-patch+json")
             total = count + bare
-            policy_edit = await wait_status(api, (total, 0, total), timeout) - began
+            try:
+                policy_edit = await wait_status(api, (total, 0, total), timeout) - began
+            except NoConvergence as exc:
+                note = f"{note} policy edit: {exc}".strip()
+                print(f"  policy edit: {exc}", flush=True)
         rss_end, peak_end = rss_kib(operator.pid)
         cpu_end = cpu_seconds(operator.pid)
         text = log.read_text()

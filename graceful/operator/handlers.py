@@ -119,6 +119,7 @@ def build_registry(auditor: Auditor, elector: LeaseElector, api: KubeApi,
         auditor.attach(kwargs["policies"])
         await auditor.count_expected(WORKLOAD_RESOURCES.values())
         tasks.append(asyncio.create_task(auditor.run(), name="graceful auditor"))
+        tasks.append(asyncio.create_task(auditor.post_events(), name="graceful events"))
         tasks.append(asyncio.create_task(elector.run(), name="graceful lease"))
         if keeper is not None:
             tasks.append(asyncio.create_task(keeper.run(), name="graceful certificates"))

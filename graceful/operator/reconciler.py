@@ -35,6 +35,7 @@ from graceful.operator.audit import (
     Changes,
     NamespaceAudit,
     PolicyEntry,
+    WorkloadAudit,
     policy_statuses,
     status_changes,
 )
@@ -60,9 +61,9 @@ logger = logging.getLogger(__name__)
 WRITE_TRUST_SECONDS = 10.0
 
 
-#: A full audit evaluates in a worker thread above this many workloads (the loop stays
-#: responsive to kopf); a few dirty workloads are evaluated inline.
-THREAD_ABOVE = 64
+#: A full audit evaluates this many workloads at a time, then lets the loop run (kopf's
+#: watches, the Lease renewals), instead of holding it for seconds at 10,000 workloads.
+CHUNK = 200
 
 
 Counter = Callable[[str], Awaitable[int]]
@@ -122,6 +123,10 @@ class Auditor:
         self._wake = asyncio.Event()
         self._relisting: dict[str, float] = {}
         self._first_done: set[str] = set()
+        self._queued: dict[WorkloadKey, EventIntent] = {}
+        self._in_flight: set[WorkloadKey] = set()
+        self._replan: set[WorkloadKey] = set()
+        self._events_wake = asyncio.Event()
         self._events_gate = asyncio.Semaphore(self.settings.event_concurrency)
 
     # -- fed by kopf ---------------------------------------------------------------------------
@@ -199,6 +204,7 @@ class Auditor:
         self.reported.clear()
         self.written.clear()
         self._first_done.clear()
+        self._queued.clear()
         if leading:
             self.mark_all(evaluate=True)
 
@@ -264,10 +270,13 @@ class Auditor:
         workloads = self.store.namespace(namespace)
         todo = state.due(workloads, dirty, policies)
         objects = {key: workloads.get(key) for key in todo}
-        if len(objects) > THREAD_ABOVE:
-            verdicts = await asyncio.to_thread(state.evaluate, objects, policies)
-        else:
-            verdicts = state.evaluate(objects, policies)
+        verdicts: dict[WorkloadKey, WorkloadAudit | None] = {}
+        keys = list(objects)
+        for start in range(0, len(keys), CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            verdicts.update(state.evaluate({k: objects[k] for k in keys[start:start + CHUNK]},
+                                           policies))
         old = {key: state.audits.get(key) for key in verdicts}
         changes = state.apply(objects, verdicts, policies)
         for key, audit in verdicts.items():
@@ -289,7 +298,9 @@ class Auditor:
                 report.failed = True
             elif written:
                 report.statuses += 1
-        await self._post_all([i for i in intents if i.verdict.key not in listed], report)
+        # The others go to the background poster: the next edit's audit must not wait behind
+        # thousands of Events (at ~150 a second) of a first audit or a policy edit.
+        self._queue_events([i for i in intents if i.verdict.key not in listed])
         if not state.audits and not workloads and not policies:
             del self.audits[namespace]  # an empty (or deleted) namespace leaves nothing behind
         if report.failed:
@@ -308,6 +319,33 @@ class Auditor:
                         namespace, report.audited, report.events, report.statuses)
         return report
 
+    def _queue_events(self, intents: list[EventIntent]) -> None:
+        for intent in intents:
+            self._queued[intent.verdict.key] = intent  # a newer intent replaces a queued one
+        if self._queued:
+            self._events_wake.set()
+
+    async def post_events(self) -> None:
+        """The background poster: queued Events, ``event_concurrency`` at a time, forever."""
+        while True:
+            await self._events_wake.wait()
+            self._events_wake.clear()
+            await self.drain_events()
+
+    async def drain_events(self) -> int:
+        """Post every queued Event; how many were posted."""
+        posted = 0
+        while self._queued:
+            batch = [self._queued.pop(key) for key in list(self._queued)[:256]]
+            self._in_flight.update(i.verdict.key for i in batch)
+            report = FlushReport(batch[0].verdict.namespace)
+            try:
+                await self._post_all(batch, report)
+            finally:
+                self._in_flight.difference_update(i.verdict.key for i in batch)
+            posted += report.events
+        return posted
+
     async def _post_all(self, intents: list[EventIntent], report: FlushReport) -> None:
         posted = await asyncio.gather(*(self._post(intent) for intent in intents))
         for intent, ok in zip(intents, posted, strict=True):
@@ -315,17 +353,31 @@ class Auditor:
                 self.reported[intent.verdict.key] = intent.reported()
                 report.events += 1
                 self.metrics.events.labels(intent.type).inc()
+                if intent.verdict.key in self._replan:
+                    self._replan.discard(intent.verdict.key)
+                    keys = self.dirty.setdefault(intent.verdict.namespace, set())
+                    if keys is not None:
+                        keys.add(intent.verdict.key)
+                    self.mark(intent.verdict.namespace)
             else:
                 report.failed = True
                 # Planned again at the retry: the workload did not change, so mark it.
                 keys = self.dirty.setdefault(intent.verdict.namespace, set())
                 if keys is not None:
                     keys.add(intent.verdict.key)
+                self.tracker.retry(intent.verdict.namespace,
+                                   self.clock() + self.settings.retry_seconds)
+                self._wake.set()
 
     def _plan_events(self, changes: Changes) -> list[EventIntent]:
         intents = []
         for audit in changes.audits:
             key = audit.verdict.key
+            self._queued.pop(key, None)  # planned again from the newest verdict
+            if key in self._in_flight:
+                # Its Event is being posted: plan again once ``reported`` says what it was.
+                self._replan.add(key)
+                continue
             previous = self.reported.get(key)
             intent = next_event(previous, audit.verdict)
             if intent is not None:

@@ -90,7 +90,13 @@ def flush(auditor: Auditor, world: World, namespace: str = "team-a") -> Any:
     """What :meth:`Auditor.run` does once the namespace is due."""
     auditor.attach(world.policies())
     auditor.tracker.pop_due(float("inf"))
-    return asyncio.run(auditor.flush(namespace))
+
+    async def flush_and_post() -> Any:
+        report = await auditor.flush(namespace)
+        report.events += await auditor.drain_events()  # what the background poster does
+        return report
+
+    return asyncio.run(flush_and_post())
 
 
 def reasons(api: FakeApi) -> list[str]:
