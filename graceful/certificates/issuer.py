@@ -2,7 +2,7 @@
 
 Two PKIs use it: the webhook's certificate authority (``rotation``, in
 clusters) and the local control plane's throwaway PKI
-(``graceful.testenv.pki``, in tests). They differ in lifetimes and names,
+(``testenv.pki``, in tests). They differ in lifetimes and names,
 not in how a certificate is built, so the extensions that make a certificate
 acceptable to kube-apiserver and to Python's TLS (basic constraints, key
 usage, extended key usage, subject alternative names as DNS or IP, subject
