@@ -31,8 +31,10 @@ WORKLOAD_API_VERSIONS: Final = {
     "DaemonSet": "apps/v1",
     "Pod": "v1",
 }
-#: Annotations that are large and never read by the audit.
-DROPPED_ANNOTATIONS: Final = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+#: The annotations ``graceful.core`` reads all carry this prefix; the others (the
+#: controller's ``deployment.kubernetes.io/revision``, kubectl's last-applied copy of the
+#: object) are not kept, so their changes cost no evaluation and no memory.
+KEPT_ANNOTATION_PREFIX: Final = "graceful.io/"
 #: Labels the Kubernetes controllers put on the Pods they own (ReplicaSet, StatefulSet and
 #: DaemonSet, Job): a Pod without any of them is a bare Pod, or a custom controller's.
 CONTROLLER_POD_LABELS: Final = ("pod-template-hash", "controller-revision-hash",
@@ -52,9 +54,9 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _strings(value: Any, dropped: frozenset[str] = frozenset()) -> dict[str, str]:
+def _strings(value: Any) -> dict[str, str]:
     return {k: v for k, v in _mapping(value).items()
-            if isinstance(k, str) and isinstance(v, str) and k not in dropped}
+            if isinstance(k, str) and isinstance(v, str)}
 
 
 def has_owner(body: Mapping[str, Any]) -> bool:
@@ -79,7 +81,8 @@ def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
         "labels": _strings(meta.get("labels")),
-        "annotations": _strings(meta.get("annotations"), DROPPED_ANNOTATIONS),
+        "annotations": {k: v for k, v in _strings(meta.get("annotations")).items()
+                        if k.startswith(KEPT_ANNOTATION_PREFIX)},
     }
     if kind == "Pod":
         if has_owner(body):
