@@ -34,11 +34,12 @@ from graceful.core import (
     PolicyError,
     WorkloadResult,
     evaluate,
+    invalid_policy_message,
 )
 from graceful.core.names import ANNOTATION_POLICY
 from graceful.core.policy import MAX_MISMATCHES
 from graceful.core.report import order, summarize_counts
-from graceful.core.rollout import rollout, stale_message
+from graceful.core.rollout import stale_of
 from graceful.operator.events import Verdict, WorkloadKey, reasons_of
 from graceful.operator.store import key_of
 
@@ -104,14 +105,18 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return meta if isinstance(meta, Mapping) else {}
 
 
-def audit_workload(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy]) -> WorkloadAudit:
-    """Evaluate one workload projection with its namespace's policies."""
-    decision = evaluate(obj, policies)
+def audit_workload(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
+                   invalid: Mapping[str, str] | None = None) -> WorkloadAudit:
+    """Evaluate one workload projection with its namespace's policies.
+
+    ``invalid``: the namespace's unusable policies, name to error (see ``evaluate``).
+    """
+    decision = evaluate(obj, policies, invalid)
     findings = list(decision.findings)
     if decision.compliant:
-        state = rollout(obj)
-        if state.stale:
-            findings.append(Finding(FindingCode.StalePods, stale_message(state)))
+        stale = stale_of(obj)
+        if stale is not None:
+            findings.append(Finding(FindingCode.StalePods, stale.message))
     namespace, kind, name = key_of(obj)
     uid = _meta(obj).get("uid")
     verdict = Verdict(namespace=namespace, kind=kind, name=name,
@@ -170,7 +175,8 @@ class NamespaceAudit:
         if dirty is None:
             return set(workloads) | set(self.audits)
         todo = set(dirty)
-        current = {p.name: p.fingerprint for p in policies if p.policy is not None}
+        # every policy, the invalid ones too: an edit of one changes what its workloads are told
+        current = {p.name: p.fingerprint for p in policies}
         edited = {name for name in current.keys() | self.fingerprints.keys()
                   if current.get(name) != self.fingerprints.get(name)}
         for name in edited:
@@ -186,7 +192,8 @@ class NamespaceAudit:
         Safe to run in a thread: it reads only its arguments.
         """
         usable = [p.policy for p in policies if p.policy is not None]
-        return {key: None if obj is None else audit_workload(obj, usable)
+        invalid = {p.name: p.error or "" for p in policies if p.policy is None}
+        return {key: None if obj is None else audit_workload(obj, usable, invalid)
                 for key, obj in objects.items()}
 
     def apply(self, objects: Mapping[WorkloadKey, Mapping[str, Any] | None],
@@ -215,7 +222,7 @@ class NamespaceAudit:
                 self.named.setdefault(name, set()).add(key)
                 self.naming[key] = name
             changes.audits.append(audit)
-        self.fingerprints = {p.name: p.fingerprint for p in policies if p.policy is not None}
+        self.fingerprints = {p.name: p.fingerprint for p in policies}
         return changes
 
     def _forget(self, key: WorkloadKey) -> None:
@@ -270,8 +277,11 @@ def invalid_status(entry: PolicyEntry, now: datetime) -> dict[str, Any]:
         "conditions": [{
             "type": "Ready", "status": "False", "observedGeneration": entry.generation,
             "lastTransitionTime": since, "reason": "InvalidPolicy",
-            "message": (entry.error or "invalid policy")[:1024],
+            "message": invalid_policy_message(entry.error or ""),
         }],
+        # null in the merge patch: the GRACE column of a policy that was valid must not
+        # keep showing a grace period nothing computes any more
+        "gracePeriodSeconds": None,
     }
 
 

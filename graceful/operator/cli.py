@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--kubeconfig", field="kubeconfig", metavar="FILE",
             help="kubeconfig to use", shown="in-cluster, then $KUBECONFIG")
     _option(parser, "--lease-namespace", field="lease_namespace", metavar="NS",
-            help="namespace of the leader-election Lease",
-            shown=f"$POD_NAMESPACE, else {_default('lease_namespace')}")
+            help="namespace of the leader-election Lease, which must exist",
+            shown=f"$POD_NAMESPACE, else {_default('lease_namespace')}, also when run by hand,"
+                  " so that it shares the Lease of an installed operator")
     _option(parser, "--resync-seconds", field="resync_seconds", type=float, metavar="N",
             help="compare every status and Event with the verdicts every N seconds")
     _option(parser, "--identity", field="identity", metavar="ID",

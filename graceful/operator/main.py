@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -141,6 +141,10 @@ def start(settings: OperatorSettings) -> int:
         registry=operator.registry,
         settings=operator.kopf_settings,
         standalone=True,
+        # kopf would otherwise derive an identity from getpass.getuser(), which raises
+        # for a numeric user with no passwd entry (the image runs as 65532).
+        # (kopf types it as its own NewType of str, which it does not export.)
+        identity=cast(Any, settings.identity),
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=settings.liveness_endpoint,

@@ -21,8 +21,10 @@ Every function here is pure: an API object in, a small dict out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
+
+from graceful.core import is_bare_pod
 
 #: Kinds whose pod template the audit evaluates, with the apiVersion they are served at.
 WORKLOAD_API_VERSIONS: Final = {
@@ -59,12 +61,6 @@ def _strings(value: Any) -> dict[str, str]:
             if isinstance(k, str) and isinstance(v, str)}
 
 
-def has_owner(body: Mapping[str, Any]) -> bool:
-    """Whether the object has any ``ownerReference`` (a Pod without one is a bare Pod)."""
-    refs = _mapping(body.get("metadata")).get("ownerReferences")
-    return isinstance(refs, Sequence) and len(refs) > 0
-
-
 def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     """The projection of a Deployment, StatefulSet, DaemonSet or bare Pod; None otherwise.
 
@@ -85,7 +81,7 @@ def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
                         if k.startswith(KEPT_ANNOTATION_PREFIX)},
     }
     if kind == "Pod":
-        if has_owner(body):
+        if not is_bare_pod(body):  # the one definition, shared with the webhook
             return None
         return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
     if isinstance(meta.get("generation"), int):

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graceful.core.rollout import rollout, stale_message
+from graceful.core.rollout import stale_of
 from graceful.operator import projection
 from graceful.operator.events import WorkloadKey
 
@@ -45,7 +45,7 @@ def _without_status(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def same_audit(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether the audit of ``new`` is the audit of ``old``: same template and labels, and
-    the controller's status says the same about its Pods (``rollout``). A Deployment's
+    the controller's status says the same about its Pods (``rollout.stale_of``). A Deployment's
     status moves several times per rollout; only a change of that conclusion counts."""
     return _without_status(old) == _without_status(new) and _stale(old) == _stale(new)
 
@@ -53,8 +53,8 @@ def same_audit(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 def _stale(obj: Mapping[str, Any]) -> str | None:
     """What the audit reports of the rollout: the stale Pods' message, or nothing (a rollout
     in progress is not reported, however many Pods it has left to replace)."""
-    state = rollout(obj)
-    return stale_message(state) if state.stale else None
+    stale = stale_of(obj)
+    return None if stale is None else stale.message
 
 
 @dataclass

@@ -315,7 +315,7 @@ def test_stale_pods_are_reported_until_the_rollout(
     assert counts(kubectl, namespace) == ("1", "0", "1")
     [line] = yaml.safe_load(policy_yaml(kubectl, namespace))["status"]["mismatches"]
     assert line["reasons"] == [
-        "1 pod predates the compliant spec (rollout paused); roll out to apply it"]
+        "1 pod predates the compliant spec (the Deployment is paused); roll out to apply it"]
     kubectl("rollout", "resume", "deployment/web", "-n", namespace)
     wait_until(lambda: counts(kubectl, namespace) == ("1", "1", "0"), 30, "COMPLIANT 1")
 

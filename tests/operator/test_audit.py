@@ -82,7 +82,7 @@ def test_stale_pods_only_for_a_compliant_workload() -> None:
     audit = audit_workload(project(paused(objects.compliant_deployment())), policies)  # type: ignore[arg-type]
     assert [f.code for f in audit.findings] == [FindingCode.StalePods]
     assert audit.verdict.reasons == (
-        "1 pod predates the compliant spec (rollout paused); roll out to apply it",)
+        "1 pod predates the compliant spec (the Deployment is paused); roll out to apply it",)
     broken = audit_workload(project(paused(objects.deployment())), policies)  # type: ignore[arg-type]
     assert FindingCode.StalePods not in [f.code for f in broken.findings]
     rolling = objects.compliant_deployment()
@@ -140,27 +140,26 @@ def test_statuses_per_policy_and_for_an_invalid_one() -> None:
 
 
 def test_an_invalid_policy_clears_its_grace_column_and_its_workloads_are_told_why() -> None:
-    valid = policy_statuses(entries(objects.policy("bad")), [], now=NOW)["bad"]
+    valid = policy_statuses(entries(objects.policy("bad")), NamespaceAudit(), now=NOW)["bad"]
     assert valid["gracePeriodSeconds"] == 40
     broken = entries(objects.policy("bad", drain={"maxGracePeriodSeconds": 10}, generation=2,
                                     status=valid))
-    status = policy_statuses(broken, [], now=NOW)["bad"]
+    status = policy_statuses(broken, NamespaceAudit(), now=NOW)["bad"]
     # null in the merge patch removes the stale GRACE value; written because it differs
     assert "gracePeriodSeconds" in status and status["gracePeriodSeconds"] is None
     assert status_differs(status, valid)
     assert not status_differs(status, {k: v for k, v in status.items()
                                        if k != "gracePeriodSeconds"})
     why = status["conditions"][0]["message"]
-    cache = AuditCache()
-    (audit,) = cache.audit_namespace("team-a", [project(objects.deployment("x", policy="bad"))],
-                                     broken, {})
+    state = NamespaceAudit()
+    workload = project(objects.deployment("x", policy="bad"))
+    (audit,) = update(state, [workload], broken).audits.values()
     assert [f.code for f in audit.findings] == [FindingCode.PolicyInvalid]
     assert audit.findings[0].message == f"policy 'bad' is invalid: {why}"
     assert not audit.policy_found
     # an edit that keeps it invalid, with another reason, is not served from the cache
     edited = entries(objects.policy("bad", drain={"preStopSleepSeconds": 0}, generation=3))
-    (again,) = cache.audit_namespace("team-a", [project(objects.deployment("x", policy="bad"))],
-                                     edited, {})
+    (again,) = update(state, [workload], edited, dirty=set()).audits.values()
     assert again.findings[0].message != audit.findings[0].message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from graceful.core import GracefulPolicy, evaluate
-from graceful.core.rollout import rollout
+from graceful.core.rollout import stale_of as rollout
 from graceful.operator import projection
 from tests.operator import objects
 
@@ -59,7 +59,7 @@ def test_the_projection_keeps_what_rollout_reads() -> None:
     sts["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 0,
                      "currentRevision": "a", "updateRevision": "b"}
     kept = projection.workload(sts, "StatefulSet")
-    assert kept is not None and rollout(kept) == rollout(sts) and rollout(kept).stale
+    assert kept is not None and rollout(kept) == rollout(sts) and rollout(kept) is not None
 
 
 def test_the_pod_selector_leaves_out_every_controllers_pods() -> None:

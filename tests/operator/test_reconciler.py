@@ -218,7 +218,7 @@ def test_stale_pods_of_a_paused_deployment_from_its_status() -> None:
     flush(make(api, world), world)
     status = api.patches[0][1]["status"]
     assert status["mismatches"] == [{"kind": "Deployment", "name": "web", "reasons": [
-        "2 pods predate the compliant spec (rollout paused); roll out to apply it"]}]
+        "2 pods predate the compliant spec (the Deployment is paused); roll out to apply it"]}]
 
 
 def test_an_edit_evaluates_only_the_edited_workload() -> None:
@@ -330,7 +330,8 @@ def test_bare_pods_and_statefulsets_are_audited_with_their_own_pods() -> None:
     assert [(m["kind"], m["name"]) for m in status["mismatches"]] == [
         ("Pod", "solo"), ("StatefulSet", "db")]
     assert status["mismatches"][1]["reasons"] == [
-        "1 pod predates the compliant spec (updateStrategy OnDelete); roll out to apply it"]
+        "1 pod predates the compliant spec (updateStrategy OnDelete: Pods change only when"
+        " deleted); roll out to apply it"]
     assert {e["involvedObject"]["apiVersion"] for e in api.events} == {"v1", "apps/v1"}
 
 
