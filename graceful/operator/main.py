@@ -99,7 +99,8 @@ def assemble(settings: OperatorSettings, cfg: Any) -> Operator:
     metrics = Metrics()
     auditor = Auditor(settings=settings, api=api, metrics=metrics,
                       counter=counter(api, settings.namespaces))
-    keeper = CertificateKeeper(api, settings) if settings.manage_certificates else None
+    keeper = (CertificateKeeper(api, settings, on_check=metrics.certificate_checks.inc)
+              if settings.manage_certificates else None)
 
     def leadership_changed(leading: bool) -> None:
         auditor.leadership_changed(leading)

@@ -5,7 +5,8 @@ and tests and the benchmark need something to wait for that is not a sleep.
 The counters say how many audits ran and how long they took, how many
 workloads were evaluated (one per edit, however large the namespace), what
 was written (status writes, Events) and how often kopf had to list a kind
-again (a watch restart). The gauges say the verdicts and findings of every audited
+again (a watch restart), and how many passes the certificate keeper completed.
+The gauges say the verdicts and findings of every audited
 workload, moved one workload at a time as verdicts change.
 
 One registry per :class:`Metrics`, not prometheus_client's global one, so
@@ -48,6 +49,9 @@ class Metrics:
             "graceful_operator_watch_restarts",
             "Times kopf listed a kind again after the first listing (a watch restart)",
             ["kind"], registry=r)
+        self.certificate_checks = Counter(
+            "graceful_operator_certificate_checks",
+            "Passes of the webhook certificate keeper completed while leading", registry=r)
 
     def replaced(self, old: Any | None, new: Any | None) -> None:
         """One workload's verdict changed (``WorkloadAudit`` or None): move the gauges."""

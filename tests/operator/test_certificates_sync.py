@@ -234,7 +234,9 @@ def test_the_loop_starts_when_leadership_comes_and_survives_errors() -> None:
     async def scenario() -> None:
         api = with_configuration(FakeApi())
         leading = False
-        keeper = CertificateKeeper(api, SETTINGS, is_leader=lambda: leading)
+        checks: list[None] = []
+        keeper = CertificateKeeper(api, SETTINGS, is_leader=lambda: leading,
+                                   on_check=lambda: checks.append(None))
         api.fail[("GET", SECRET)] = 500
         task = asyncio.create_task(keeper.run())
         await asyncio.sleep(0.2)
@@ -243,11 +245,13 @@ def test_the_loop_starts_when_leadership_comes_and_survives_errors() -> None:
         keeper.leadership_changed(True)
         await asyncio.sleep(0.2)
         assert keeper.passes >= 2 and SECRET not in api.objects  # failing, retrying
+        assert checks == []  # a failed pass is not a completed check
         del api.fail[("GET", SECRET)]
         for _ in range(50):
-            if SECRET in api.objects:
+            if checks:  # a completed pass: the Secret and the caBundle written
                 break
             await asyncio.sleep(0.05)
+        assert SECRET in api.objects
         assert config_bundles(api) == [secret_files(api)[CA_CRT]]
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
