@@ -17,14 +17,17 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 import yaml
 
+from testenv.ports import free_port
 from tests.conftest import Cluster, Kubectl
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +52,7 @@ class Operator:
     identity: str
     log: Path
     lease_namespace: str = ""
+    metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
@@ -57,7 +61,10 @@ class Operator:
                 [*graceful_command(), "operator", "--kubeconfig", str(self.cluster.kubeconfig),
                  "--namespace", self.namespace,
                  "--lease-namespace", self.lease_namespace or self.namespace,
-                 "--identity", self.identity, "--resync-seconds", "60"],
+                 "--identity", self.identity, "--metrics-port", str(self.metrics_port),
+                 # a resync every second: "nothing else happened" is checked over audit
+                 # passes that compared every status and Event again, not over a sleep
+                 "--resync-seconds", "1"],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         return self
@@ -73,6 +80,23 @@ class Operator:
             assert time.monotonic() < deadline, (
                 f"no {pattern!r} in the log of {self.identity}:\n{self.text()}")
             time.sleep(0.1)
+
+    def audits(self) -> float:
+        """Audit passes completed (``graceful_operator_audits_total``); 0 before it serves."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                        timeout=5) as answer:
+                text = answer.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return 0.0
+        [line] = [x for x in text.splitlines()
+                  if x.startswith("graceful_operator_audits_total ")]
+        return float(line.split()[-1])
+
+    def wait_for_audits(self, more: int, timeout: float = 30) -> None:
+        """Until ``more`` audit passes completed after now (each resync is one)."""
+        target = self.audits() + more
+        wait_until(lambda: self.audits() >= target, timeout, f"{more} more audit passes")
 
     def wait_leading(self, timeout: float = 40) -> None:
         self.wait_for_log(r"acquired leadership", timeout)
@@ -331,7 +355,7 @@ def test_a_restart_rebuilds_the_same_status_without_duplicate_events(
     apply(kubectl, compliant(namespace, "fixed"))
     wait_until(lambda: counts(kubectl, namespace) == ("4", "2", "2"), 10, "MISMATCHED 2")
     wait_until(lambda: len(our_events(kubectl, namespace)) == 4, 10, "4 Events")
-    time.sleep(2)  # nothing else is in flight
+    first.wait_for_audits(2)  # two resyncs: nothing else is in flight
     before = policy_json(kubectl, namespace)
     events_before = [e["metadata"]["name"] for e in our_events(kubectl, namespace)]
     first.stop()
@@ -366,7 +390,7 @@ def test_two_replicas_only_the_leader_writes_and_the_follower_takes_over(
           deployment(namespace, "other"))
     wait_until(lambda: counts(kubectl, namespace) == ("2", "0", "2"), 10, "MISMATCHED 2")
     wait_until(lambda: len(our_events(kubectl, namespace)) == 2, 10, "2 Events")
-    time.sleep(2)
+    leader.wait_for_audits(2)  # two resyncs by the leader; the follower only waits
     assert {e["reportingInstance"] for e in our_events(kubectl, namespace)} == {"op-a"}
     follower.wait_for_log(r"indexes populated")
     assert "status of" in leader.text()
@@ -383,7 +407,7 @@ def test_two_replicas_only_the_leader_writes_and_the_follower_takes_over(
     # Not before the dead leader's Lease expired (15 s from its last renewal); how much later
     # is the machine's business, measured in bench/, not asserted here.
     assert took_over > 10, took_over
-    time.sleep(2)
+    follower.wait_for_audits(2)  # its first audit and a resync
     assert len(our_events(kubectl, namespace)) == 2, "the takeover repeated Events"
     apply(kubectl, compliant(namespace, "legacy"))
     wait_until(lambda: counts(kubectl, namespace) == ("2", "1", "1"), 10, "COMPLIANT 1")
