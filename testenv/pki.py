@@ -5,21 +5,22 @@ other's clients, and nothing outlives ``down``. Keys are ECDSA P-256: they are
 generated in milliseconds, which keeps a cold start well under a second of
 crypto, and kube-apiserver accepts them for serving, client and service-account
 tokens (ES256) alike. The same helpers issue the webhook's serving certificate
-in tests.
+in tests. Certificates are built by the product's one X.509 issuer
+(``graceful.certificates.issuer``), the one the webhook's CA uses too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from graceful.certificates import issuer
 
 _VALIDITY = dt.timedelta(days=7)
 
@@ -41,24 +42,6 @@ class KeyPair:
         return cert, key
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return x509.Name(attrs)
-
-
 @dataclass(frozen=True)
 class CertificateAuthority:
     """A CA that signs serving and client certificates."""
@@ -68,31 +51,10 @@ class CertificateAuthority:
 
     @classmethod
     def create(cls, common_name: str = "graceful-testenv-ca") -> CertificateAuthority:
-        key = _new_key()
         now = dt.datetime.now(dt.UTC)
-        subject = _name(common_name)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
+        cert, key = issuer.self_signed_ca(issuer.name(common_name),
+                                          not_before=now - dt.timedelta(minutes=5),
+                                          not_after=now + _VALIDITY)
         return cls(cert=cert, key=key)
 
     @property
@@ -110,44 +72,18 @@ class CertificateAuthority:
         validity: dt.timedelta = _VALIDITY,
     ) -> KeyPair:
         """Sign a leaf certificate; ``hosts`` become DNS or IP subject alternative names."""
-        key = _new_key()
         now = dt.datetime.now(dt.UTC)
-        usages = []
-        if server:
-            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-        if client:
-            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name, organizations))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + validity)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-        )
-        sans: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                sans.append(x509.DNSName(host))
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        cert, key = issuer.issue(self.cert, self.key, issuer.name(common_name, organizations),
+                                 hosts=hosts, server=server, client=client, key_usage=False,
+                                 not_before=now - dt.timedelta(minutes=5),
+                                 not_after=now + validity)
+        return KeyPair(issuer.cert_pem(cert), issuer.key_pem(key))
 
 
 def service_account_keys() -> KeyPair:
     """The key pair that signs service-account tokens (cert_pem holds the public key)."""
-    key = _new_key()
+    key = issuer.new_key()
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return KeyPair(public, _key_pem(key))
+    return KeyPair(public, issuer.key_pem(key))

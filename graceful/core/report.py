@@ -63,21 +63,38 @@ def summarize(policy: GracefulPolicy, results: Iterable[WorkloadResult], *, now:
               previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The whole ``status`` of ``policy`` for the given audit results."""
     limit = max(0, min(limit, MAX_MISMATCHES))
-    ordered = sorted(results, key=lambda r: (r.kind, r.name))
+    ordered = sorted(results, key=order)
     bad = [r for r in ordered if not r.compliant]
+    return summarize_counts(policy, matched=len(ordered), mismatched=len(bad),
+                            first=bad[:limit], now=now, previous=previous)
+
+
+def order(result: WorkloadResult) -> tuple[str, str]:
+    """The order of the ``mismatches`` list: by kind, then name."""
+    return (result.kind, result.name)
+
+
+def summarize_counts(policy: GracefulPolicy, *, matched: int, mismatched: int,
+                     first: Sequence[WorkloadResult], now: datetime,
+                     previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The status from counts and the first mismatched results (in :func:`order`).
+
+    What :func:`summarize` computes, for a caller that keeps the counts itself
+    (the operator, which updates them one workload at a time instead of
+    sorting every workload of the policy on every edit).
+    """
     mismatches = [
         {
             "kind": r.kind,
             "name": _clip(r.name, MAX_NAME_LENGTH),
             "reasons": [_clip(f.message, MAX_REASON_LENGTH) for f in r.findings][:MAX_REASONS],
         }
-        for r in bad[:limit]
+        for r in first[:MAX_MISMATCHES]
     ]
-    matched = len(ordered)
-    status = "True" if not bad else "False"
-    if bad:
+    status = "True" if not mismatched else "False"
+    if mismatched:
         reason = "WorkloadsMismatched"
-        message = f"{len(bad)} of {matched} workloads do not meet the drain budget"
+        message = f"{mismatched} of {matched} workloads do not meet the drain budget"
     else:
         reason = "AllCompliant"
         message = f"{matched} of {matched} workloads meet the drain budget"
@@ -90,10 +107,10 @@ def summarize(policy: GracefulPolicy, results: Iterable[WorkloadResult], *, now:
         "observedGeneration": policy.generation,
         "gracePeriodSeconds": policy.spec.default_grace_period(),
         "matched": matched,
-        "compliant": matched - len(bad),
-        "mismatched": len(bad),
+        "compliant": matched - mismatched,
+        "mismatched": mismatched,
         "mismatches": mismatches,
-        "mismatchesOmitted": len(bad) - len(mismatches),
+        "mismatchesOmitted": mismatched - len(mismatches),
         "conditions": [{
             "type": "Ready",
             "status": status,

@@ -114,3 +114,37 @@ def rollout_of(obj: Mapping[str, Any]) -> Rollout:
             return Rollout("progressing", f"{updated} of {desired} nodes updated")
         return Rollout("complete", "every node runs the updated Pod")
     return Rollout("none", "no controller replaces its Pods")
+
+
+def old_pods(obj: Mapping[str, Any]) -> int:
+    """How many Pods the controller's status counts as not on the current template."""
+    status = _mapping(obj.get("status"))
+    if obj.get("kind") == "DaemonSet":
+        return max(0, _count(status.get("desiredNumberScheduled"))
+                   - _count(status.get("updatedNumberScheduled")))
+    if obj.get("kind") in ("Deployment", "StatefulSet"):
+        return max(0, _count(status.get("replicas")) - _count(status.get("updatedReplicas")))
+    return 0
+
+
+@dataclass(frozen=True)
+class Stale:
+    """Pods that predate the template and that nothing will replace (the operator's
+    ``StalePods``, read from the controller's status instead of the Pods)."""
+
+    count: int
+    why: str
+
+    @property
+    def message(self) -> str:
+        noun = "pod predates" if self.count == 1 else "pods predate"
+        return f"{self.count} {noun} the compliant spec ({self.why}); roll out to apply it"
+
+
+def stale_of(obj: Mapping[str, Any]) -> Stale | None:
+    """The stale Pods of a workload by its status, or None (none, or a rollout in progress)."""
+    state = rollout_of(obj)
+    if state.replaces_pods or state.state == "none":
+        return None
+    count = old_pods(obj)
+    return Stale(count, state.reason) if count > 0 else None

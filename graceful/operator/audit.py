@@ -1,23 +1,26 @@
-"""The audit of one namespace: projections in, verdicts and policy statuses out.
+"""The audit of one namespace, workload by workload: projections in, verdicts and statuses out.
 
-This is the thin layer between the indexes and ``graceful.core``: it calls
-``evaluate`` for each workload with the policies of its namespace (the same
-call the webhook makes, so the two never disagree), adds ``StalePods`` for a
-compliant workload whose Pods still run an older spec (``stale_pods``), and
-turns the results of each policy into its status with ``summarize``. No
-budget arithmetic happens here.
+This is the thin layer between the operator's memory and ``graceful.core``:
+it calls ``evaluate`` for each workload with the policies of its namespace
+(the same call the webhook makes, so the two never disagree), adds
+``StalePods`` for a compliant workload whose controller's status says its
+Pods predate the template and nothing will replace them
+(``graceful.core.rollout``), and turns the results of each policy into its
+status with ``summarize``. No budget arithmetic happens here.
 
-Why a cache: a namespace is re-audited whenever anything in it changes (a
-Pod's status, say), but a workload's verdict only depends on its projection,
-the namespace's policies and its Pods. The cache re-evaluates a workload only
-when one of the three changed, so a busy namespace costs a dictionary
-comparison per workload, not an evaluation.
+Why incremental: a workload's verdict depends only on its projection and on
+the policies it can resolve to. :class:`NamespaceAudit` keeps every verdict
+and re-evaluates only the workloads that changed, and on a policy edit only
+the workloads of that policy (those naming it, those it matched, and those
+without a ``graceful.io/policy`` annotation, which a selector may match). So
+an edit costs one evaluation however large the namespace is.
 
 Pure: no I/O, time passed in.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,13 +35,13 @@ from graceful.core import (
     WorkloadResult,
     evaluate,
     invalid_policy_message,
-    stale_pods,
-    summarize,
 )
+from graceful.core.names import ANNOTATION_POLICY
+from graceful.core.policy import MAX_MISMATCHES
+from graceful.core.report import order, summarize_counts
+from graceful.core.rollout import stale_of
 from graceful.operator.events import Verdict, WorkloadKey, reasons_of
-
-#: Stale Pods named in a finding; the rest are counted.
-STALE_NAMES_SHOWN = 3
+from graceful.operator.store import key_of
 
 
 @dataclass(frozen=True)
@@ -102,34 +105,18 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return meta if isinstance(meta, Mapping) else {}
 
 
-def key_of(obj: Mapping[str, Any]) -> WorkloadKey:
-    meta = _meta(obj)
-    return (str(meta.get("namespace") or ""), str(obj.get("kind") or ""),
-            str(meta.get("name") or ""))
-
-
-def stale_finding(names: Sequence[str]) -> Finding:
-    """The ``StalePods`` finding for the Pods ``stale_pods`` named."""
-    shown = ", ".join(names[:STALE_NAMES_SHOWN])
-    more = f" and {len(names) - STALE_NAMES_SHOWN} more" if len(names) > STALE_NAMES_SHOWN else ""
-    noun = "pod predates" if len(names) == 1 else "pods predate"
-    return Finding(FindingCode.StalePods,
-                   f"{len(names)} {noun} the compliant spec ({shown}{more}); roll out to apply it")
-
-
 def audit_workload(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
-                   pods: Iterable[Mapping[str, Any]],
                    invalid: Mapping[str, str] | None = None) -> WorkloadAudit:
-    """Evaluate one workload projection with its namespace's policies and its Pods.
+    """Evaluate one workload projection with its namespace's policies.
 
     ``invalid``: the namespace's unusable policies, name to error (see ``evaluate``).
     """
     decision = evaluate(obj, policies, invalid)
     findings = list(decision.findings)
     if decision.compliant:
-        stale = stale_pods(decision, pods)
-        if stale:
-            findings.append(stale_finding(stale))
+        stale = stale_of(obj)
+        if stale is not None:
+            findings.append(Finding(FindingCode.StalePods, stale.message))
     namespace, kind, name = key_of(obj)
     uid = _meta(obj).get("uid")
     verdict = Verdict(namespace=namespace, kind=kind, name=name,
@@ -141,56 +128,133 @@ def audit_workload(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
                          policy_found=decision.policy is not None)
 
 
-@dataclass
-class _Cached:
-    obj: Mapping[str, Any]
-    policies: tuple[tuple[str, str, int], ...]
-    pods: list[Mapping[str, Any]]
-    audit: WorkloadAudit
+def named_policy(obj: Mapping[str, Any]) -> str | None:
+    """The policy a workload names in its annotation (None: a selector may match it)."""
+    annotations = _meta(obj).get("annotations")
+    name = annotations.get(ANNOTATION_POLICY) if isinstance(annotations, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 @dataclass
-class AuditCache:
-    """Verdicts of unchanged workloads, so a busy namespace is cheap to re-audit."""
+class Changes:
+    """What one :meth:`NamespaceAudit.update` did."""
 
-    _entries: dict[WorkloadKey, _Cached] = field(default_factory=dict)
+    audits: list[WorkloadAudit] = field(default_factory=list)
+    """The workloads evaluated again, with their new verdicts."""
+    removed: list[WorkloadKey] = field(default_factory=list)
+    """The workloads that are gone."""
+
+
+@dataclass
+class NamespaceAudit:
+    """The verdicts of one namespace, kept up to date one workload at a time."""
+
+    audits: dict[WorkloadKey, WorkloadAudit] = field(default_factory=dict)
+    members: dict[str, set[WorkloadKey]] = field(default_factory=dict)
+    """policy name -> the workloads whose verdict counts for it (its status)"""
+    bad: dict[str, dict[WorkloadKey, WorkloadResult]] = field(default_factory=dict)
+    """policy name -> its mismatched workloads' results (the status lists the first ones)"""
+    named: dict[str, set[WorkloadKey]] = field(default_factory=dict)
+    """policy name -> the workloads whose annotation names it"""
+    ranked: dict[str, list[tuple[tuple[str, str], WorkloadKey]]] = field(default_factory=dict)
+    """policy name -> its mismatched workloads in the status's order (kept sorted, so the
+    first 50 are a slice, not a sort of every mismatch on every edit)"""
+    naming: dict[WorkloadKey, str] = field(default_factory=dict)
+    """workload -> the policy its annotation names"""
+    unnamed: set[WorkloadKey] = field(default_factory=set)
+    """workloads without the annotation: any policy's selector may match them"""
+    fingerprints: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    """policy name -> the fingerprint the verdicts were computed with"""
     evaluations: int = 0
-    """How many times ``evaluate`` ran (for tests and the benchmark)."""
+    """How many times ``evaluate`` ran (for the metrics, tests and the benchmark)."""
 
-    def audit_namespace(self, namespace: str, workloads: Iterable[Mapping[str, Any]],
-                        policies: Sequence[PolicyEntry],
-                        pods: Mapping[WorkloadKey, list[Mapping[str, Any]]]
-                        ) -> list[WorkloadAudit]:
-        """Audit every workload of ``namespace``; forget the ones that are gone."""
+    def due(self, workloads: Mapping[WorkloadKey, Mapping[str, Any]],
+            dirty: Iterable[WorkloadKey] | None,
+            policies: Sequence[PolicyEntry]) -> set[WorkloadKey]:
+        """The workloads to evaluate again: ``dirty`` (None: all) and those of edited policies."""
+        if dirty is None:
+            return set(workloads) | set(self.audits)
+        todo = set(dirty)
+        # every policy, the invalid ones too: an edit of one changes what its workloads are told
+        current = {p.name: p.fingerprint for p in policies}
+        edited = {name for name in current.keys() | self.fingerprints.keys()
+                  if current.get(name) != self.fingerprints.get(name)}
+        for name in edited:
+            todo |= self.members.get(name, set()) | self.named.get(name, set())
+        if edited:
+            todo |= self.unnamed
+        return todo
+
+    def evaluate(self, objects: Mapping[WorkloadKey, Mapping[str, Any] | None],
+                 policies: Sequence[PolicyEntry]) -> dict[WorkloadKey, WorkloadAudit | None]:
+        """New verdicts for ``objects`` (None: the workload is gone); changes nothing here.
+
+        Safe to run in a thread: it reads only its arguments.
+        """
         usable = [p.policy for p in policies if p.policy is not None]
         invalid = {p.name: p.error or "" for p in policies if p.policy is None}
-        # every policy, the invalid ones too: an edit of one changes what its workloads are told
-        fingerprint = tuple(p.fingerprint for p in policies)
-        audits = []
-        seen = set()
-        for obj in workloads:
-            key = key_of(obj)
-            seen.add(key)
-            owned = pods.get(key, [])
-            cached = self._entries.get(key)
-            if (cached is not None and cached.policies == fingerprint
-                    and cached.obj == obj and cached.pods == owned):
-                audits.append(cached.audit)
-                continue
-            audit = audit_workload(obj, usable, owned, invalid)
-            self.evaluations += 1
-            self._entries[key] = _Cached(obj, fingerprint, owned, audit)
-            audits.append(audit)
-        for key in [k for k in self._entries if k[0] == namespace and k not in seen]:
-            del self._entries[key]
-        return audits
+        return {key: None if obj is None else audit_workload(obj, usable, invalid)
+                for key, obj in objects.items()}
 
-    def forget_namespace(self, namespace: str) -> None:
-        for key in [k for k in self._entries if k[0] == namespace]:
-            del self._entries[key]
+    def apply(self, objects: Mapping[WorkloadKey, Mapping[str, Any] | None],
+              verdicts: Mapping[WorkloadKey, WorkloadAudit | None],
+              policies: Sequence[PolicyEntry]) -> Changes:
+        """Take the verdicts of :meth:`evaluate` in."""
+        changes = Changes()
+        for key, audit in verdicts.items():
+            self._forget(key)
+            obj = objects.get(key)
+            if audit is None or obj is None:
+                changes.removed.append(key)
+                continue
+            self.evaluations += 1
+            self.audits[key] = audit
+            if audit.policy_found and audit.verdict.policy is not None:
+                self.members.setdefault(audit.verdict.policy, set()).add(key)
+                if not audit.result().compliant:
+                    self.bad.setdefault(audit.verdict.policy, {})[key] = audit.result()
+                    bisect.insort(self.ranked.setdefault(audit.verdict.policy, []),
+                                  (order(audit.result()), key))
+            name = named_policy(obj)
+            if name is None:
+                self.unnamed.add(key)
+            else:
+                self.named.setdefault(name, set()).add(key)
+                self.naming[key] = name
+            changes.audits.append(audit)
+        self.fingerprints = {p.name: p.fingerprint for p in policies}
+        return changes
+
+    def _forget(self, key: WorkloadKey) -> None:
+        old = self.audits.pop(key, None)
+        if old is None:
+            return
+        policy = old.verdict.policy
+        if policy is not None:
+            self.members.get(policy, set()).discard(key)
+            if self.bad.get(policy, {}).pop(key, None) is not None:
+                ranked = self.ranked[policy]
+                del ranked[bisect.bisect_left(ranked, (order(old.result()), key))]
+        name = self.naming.pop(key, None)
+        if name is not None:
+            self.named.get(name, set()).discard(key)
+        self.unnamed.discard(key)
+
+    def results(self, policy: str) -> list[WorkloadResult]:
+        """The results that make up ``policy``'s status."""
+        return [self.audits[key].result() for key in self.members.get(policy, ())]
+
+    def status(self, entry: PolicyEntry, now: datetime) -> dict[str, Any]:
+        """``entry``'s status from the kept counts: no pass over the policy's workloads."""
+        assert entry.policy is not None
+        bad = self.bad.get(entry.name, {})
+        first = [bad[key] for _, key in self.ranked.get(entry.name, [])[:MAX_MISMATCHES]]
+        return summarize_counts(entry.policy, matched=len(self.members.get(entry.name, ())),
+                                mismatched=len(bad), first=first, now=now,
+                                previous=entry.status)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.audits)
 
 
 def _timestamp(now: datetime) -> str:
@@ -221,27 +285,28 @@ def invalid_status(entry: PolicyEntry, now: datetime) -> dict[str, Any]:
     }
 
 
-def policy_statuses(policies: Iterable[PolicyEntry], audits: Iterable[WorkloadAudit], *,
+def policy_statuses(policies: Iterable[PolicyEntry], state: NamespaceAudit, *,
                     now: datetime) -> dict[str, dict[str, Any]]:
     """The status of each policy of a namespace, by policy name."""
-    by_policy: dict[str, list[WorkloadResult]] = {}
-    for audit in audits:
-        if audit.policy_found and audit.verdict.policy is not None:
-            by_policy.setdefault(audit.verdict.policy, []).append(audit.result())
     statuses = {}
     for entry in policies:
         if entry.policy is None:
             statuses[entry.name] = invalid_status(entry, now)
         else:
-            statuses[entry.name] = summarize(entry.policy, by_policy.get(entry.name, []),
-                                             now=now, previous=entry.status)
+            statuses[entry.name] = state.status(entry, now)
     return statuses
 
 
-def status_differs(computed: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
-    """Whether writing ``computed`` would change the stored status.
+def status_changes(computed: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``computed`` whose value differs from the stored status (the merge patch).
 
     Only the keys the operator writes are compared: a merge patch leaves other
-    keys alone, so counting them as a difference would write forever.
+    keys alone, so counting them as a difference would write forever. A list
+    (``mismatches``, ``conditions``) goes whole, as a merge patch replaces lists.
     """
-    return any(stored.get(key) != value for key, value in computed.items())
+    return {key: value for key, value in computed.items() if stored.get(key) != value}
+
+
+def status_differs(computed: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether writing ``computed`` would change the stored status."""
+    return bool(status_changes(computed, stored))

@@ -1,21 +1,26 @@
-"""The kopf registry: four indexes, one event handler, and the operator's lifetime.
+"""The kopf registry: one index, event handlers, and the operator's lifetime.
 
 What kopf does here, and what it must not do:
 
-- ``@kopf.index`` handlers keep small projections (``projection``) of
-  GracefulPolicies, workloads, running Pods and ReplicaSets. Indexing writes
-  nothing to the cluster.
-- One ``@kopf.on.event`` handler marks the object's namespace dirty. kopf
-  calls non-index handlers only after every index has been fully listed, so
-  its first call also tells the auditor that the indexes are complete: an
-  audit from half-listed indexes would report "matched 0" after a restart.
+- ``@kopf.index`` keeps the parsed GracefulPolicies (few, small). kopf calls
+  non-index handlers only after that index is fully listed.
+- ``@kopf.on.event`` handlers hand every event of a Deployment, StatefulSet,
+  DaemonSet or bare Pod to the auditor, which keeps a small projection
+  (``store``), and mark a namespace dirty when a policy changes. Workloads
+  are not a kopf index because kopf holds every indexed object's whole body
+  until all of them are indexed (see ``store``).
+- Pods are watched only where they are the workload: the Pod watch carries
+  a label selector that leaves out every Pod a built-in controller owns
+  (``projection.BARE_POD_SELECTOR``, set in ``main.kopf_settings``).
+  ReplicaSets are not watched: stale Pods come from the controllers' status.
 - No ``on.create``/``on.update``/daemon/timer handlers on watched resources:
   those make kopf store progress annotations or finalizers on the objects,
   and the operator never writes to the workloads it audits.
-- ``@kopf.on.startup`` starts the auditor, the Lease elector and (unless
-  disabled) the keeper of the webhook's certificates, a background task rather
-  than a kopf timer because it polls two named objects nobody needs to watch;
-  ``cleanup`` stops them and releases the Lease.
+- ``@kopf.on.startup`` counts what kopf is about to list (the listing gate),
+  then starts the auditor, the Lease elector and (unless disabled) the keeper
+  of the webhook's certificates, a background task rather than a kopf timer
+  because it polls two named objects nobody needs to watch; ``cleanup`` stops
+  them and releases the Lease.
 """
 
 from __future__ import annotations
@@ -23,30 +28,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 from kubernetes import client as k8s_client
 
+from graceful.certificates.keeper import CertificateKeeper
 from graceful.core import GROUP, PLURAL, VERSION
-from graceful.operator import projection
 from graceful.operator.audit import policy_entry
-from graceful.operator.certificate_sync import CertificateKeeper
 from graceful.operator.kube import KubeApi, connection_info
 from graceful.operator.lease import LeaseElector
-from graceful.operator.reconciler import Auditor, Views
+from graceful.operator.projection import BARE_POD_SELECTOR
+from graceful.operator.reconciler import Auditor
 
 logger = logging.getLogger(__name__)
 
-WORKLOAD_RESOURCES = frozenset({
-    ("apps", "v1", "deployments"),
-    ("apps", "v1", "statefulsets"),
-    ("apps", "v1", "daemonsets"),
-    ("", "v1", "pods"),
-})
-WATCHED_RESOURCES = WORKLOAD_RESOURCES | {
-    ("apps", "v1", "replicasets"),
-    (GROUP, VERSION, PLURAL),
+#: The audited kinds: (group, version, plural) -> kind.
+WORKLOAD_RESOURCES = {
+    ("apps", "v1", "deployments"): "Deployment",
+    ("apps", "v1", "statefulsets"): "StatefulSet",
+    ("apps", "v1", "daemonsets"): "DaemonSet",
+    ("", "v1", "pods"): "Pod",
 }
 
 
@@ -58,29 +61,30 @@ def is_workload(resource: kopf.Resource) -> bool:
     return _triple(resource) in WORKLOAD_RESOURCES
 
 
-def is_watched(resource: kopf.Resource) -> bool:
-    return _triple(resource) in WATCHED_RESOURCES
-
-
 def index_policy(body: kopf.Body, **_: Any) -> dict[str, Any]:
     namespace = body.get("metadata", {}).get("namespace")
     return {namespace: policy_entry(body)} if namespace else {}
 
 
-def index_workload(body: kopf.Body, resource: kopf.Resource, **_: Any) -> dict[str, Any]:
-    kept = projection.workload(body, resource.kind or "")
-    namespace = body.get("metadata", {}).get("namespace")
-    return {namespace: kept} if kept is not None and namespace else {}
+def list_path(group: str, version: str, plural: str, namespace: str | None) -> str:
+    base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
-def index_pod(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    found = projection.running_pod(body)
-    return {} if found is None else {found[0]: found[1]}
+def counter(api: KubeApi, namespaces: tuple[str, ...]) -> Callable[[str], Awaitable[int]]:
+    """Counts the objects of a kind kopf lists (in every watched namespace)."""
+    by_kind = {kind: triple for triple, kind in WORKLOAD_RESOURCES.items()}
 
+    async def count(kind: str) -> int:
+        group, version, plural = by_kind[kind]
+        selector = BARE_POD_SELECTOR if kind == "Pod" else None
+        total = 0
+        for namespace in namespaces or (None,):
+            total += await api.count(list_path(group, version, plural, namespace),
+                                     label_selector=selector)
+        return total
 
-def index_replicaset(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    found = projection.replicaset_owner(body)
-    return {} if found is None else {found[0]: found[1]}
+    return count
 
 
 def build_registry(auditor: Auditor, elector: LeaseElector, api: KubeApi,
@@ -101,29 +105,21 @@ def build_registry(auditor: Auditor, elector: LeaseElector, api: KubeApi,
     async def policies(body: kopf.Body, **kwargs: Any) -> dict[str, Any]:
         return index_policy(body, **kwargs)
 
-    @kopf.index(is_workload, id="workloads", registry=registry)
-    async def workloads(body: kopf.Body, resource: kopf.Resource,
-                        **kwargs: Any) -> dict[str, Any]:
-        return index_workload(body, resource, **kwargs)
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="policy-changed", registry=registry)
+    async def policy_changed(namespace: str | None, **_: Any) -> None:
+        auditor.policy_changed(namespace)
 
-    @kopf.index("", "v1", "pods", id="pods", registry=registry)
-    async def pods(body: kopf.Body, **kwargs: Any) -> dict[str, Any]:
-        return index_pod(body, **kwargs)
-
-    @kopf.index("apps", "v1", "replicasets", id="replicasets", registry=registry)
-    async def replicasets(body: kopf.Body, **kwargs: Any) -> dict[str, Any]:
-        return index_replicaset(body, **kwargs)
-
-    @kopf.on.event(is_watched, id="mark-dirty", registry=registry)
-    async def mark_dirty(namespace: str | None, **_: Any) -> None:
-        auditor.indexes_ready()
-        auditor.mark(namespace)
+    @kopf.on.event(is_workload, id="workload", registry=registry)
+    async def workload(body: kopf.Body, resource: kopf.Resource, type: str | None,
+                       **_: Any) -> None:
+        auditor.observe(WORKLOAD_RESOURCES[_triple(resource)], type, body)
 
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-        auditor.attach(Views(policies=kwargs["policies"], workloads=kwargs["workloads"],
-                             pods=kwargs["pods"], replicasets=kwargs["replicasets"]))
+        auditor.attach(kwargs["policies"])
+        await auditor.count_expected(WORKLOAD_RESOURCES.values())
         tasks.append(asyncio.create_task(auditor.run(), name="graceful auditor"))
+        tasks.append(asyncio.create_task(auditor.post_events(), name="graceful events"))
         tasks.append(asyncio.create_task(elector.run(), name="graceful lease"))
         if keeper is not None:
             tasks.append(asyncio.create_task(keeper.run(), name="graceful certificates"))

@@ -50,6 +50,9 @@ class Api(Protocol):
     async def list_all(self, path: str, *, label_selector: str | None = None,
                        page: int = 500) -> list[dict[str, Any]]: ...
 
+    async def count(self, path: str, *, label_selector: str | None = None,
+                    page: int = 500) -> int: ...
+
 
 def load_configuration(kubeconfig: str | None) -> k8s_client.Configuration:
     """The client configuration: the given kubeconfig, else in-cluster, else the default."""
@@ -165,6 +168,23 @@ class KubeApi:
             token = (answer.get("metadata") or {}).get("continue") or ""
             if not token:
                 return items
+
+    async def count(self, path: str, *, label_selector: str | None = None,
+                    page: int = 500) -> int:
+        """How many objects a list has: the API server's ``remainingItemCount`` when it gives
+        one (not with a selector), else counted page by page."""
+        params = {"limit": "1"}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        answer = await self.request("GET", path, params=params)
+        meta = answer.get("metadata") or {}
+        items = len(answer.get("items") or [])
+        if not meta.get("continue"):
+            return items
+        remaining = meta.get("remainingItemCount")
+        if isinstance(remaining, int):
+            return items + remaining
+        return len(await self.list_all(path, label_selector=label_selector, page=page))
 
     async def close(self) -> None:
         if self._session is not None:

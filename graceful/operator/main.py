@@ -3,8 +3,8 @@
 kopf is told to be quiet where it would otherwise write to the cluster: no
 peering objects (``standalone``; the Lease elects the writer instead) and no
 Events of its own (``posting.enabled = False``; every Event the operator posts
-is one of ours, with our labels and dedup annotations). ``kopf_compat`` fixes a
-quadratic start-up in kopf's index bookkeeping before kopf runs.
+is one of ours, with our labels and dedup annotations). Everything else is
+kopf's documented settings, derived from :class:`OperatorSettings`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 
-from graceful.operator import kopf_compat
-from graceful.operator.certificate_sync import CertificateKeeper
-from graceful.operator.handlers import build_registry
+from graceful.certificates.keeper import CertificateKeeper
+from graceful.operator.handlers import build_registry, counter
 from graceful.operator.kube import KubeApi, load_configuration
 from graceful.operator.lease import LeaseElector
+from graceful.operator.metrics import Metrics
+from graceful.operator.projection import BARE_POD_SELECTOR
 from graceful.operator.reconciler import Auditor
 from graceful.operator.settings import OperatorSettings
 
@@ -55,9 +57,16 @@ class NoDiffBase(kopf.DiffBaseStorage):
                            " (see graceful.operator.main.NoDiffBase)")
 
 
-def kopf_settings() -> kopf.OperatorSettings:
+def kopf_settings(ours: OperatorSettings | None = None) -> kopf.OperatorSettings:
+    """kopf's settings, derived from ours."""
+    ours = ours or OperatorSettings()
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
+    # The Pod watch lists bare Pods only: a Pod a controller owns is audited through it.
+    settings.watching.label_selectors["v1", "pods"] = BARE_POD_SELECTOR
+    # A worker keeps the last body it processed while it idles: let it go soon, so that a
+    # listing of 10,000 Deployments is not 10,000 bodies in memory at once.
+    settings.queueing.idle_timeout = ours.kopf_idle_timeout
     settings.persistence.diffbase_storage = NoDiffBase()
     # List in pages: one list of 10,000 Deployments is a 24 MB response that aiohttp holds
     # about four times over (buffers, bytes, text) while it is decoded (tracemalloc: ~100 MB
@@ -65,23 +74,33 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.watching.chunk_size = LIST_CHUNK_SIZE
     settings.peering.standalone = True
     # Reconnect quickly after an API server restart; notice dead connections within a minute.
-    settings.watching.reconnect_backoff = 1.0
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = ours.watch_reconnect_backoff
+    settings.watching.server_timeout = ours.watch_server_timeout
+    settings.watching.client_timeout = ours.watch_server_timeout + 30
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     return settings
 
 
-def start(settings: OperatorSettings, kubeconfig: str | None) -> int:
-    try:
-        cfg = load_configuration(kubeconfig)
-    except Exception as exc:  # the loader raises anything on a malformed file
-        print(f"graceful operator: cannot load credentials: {exc}", file=sys.stderr)
-        return 2
+@dataclass
+class Operator:
+    """Everything ``kopf.run`` needs, wired from the settings (also what tests run)."""
+
+    settings: OperatorSettings
+    registry: kopf.OperatorRegistry
+    kopf_settings: kopf.OperatorSettings
+    auditor: Auditor
+    metrics: Metrics
+
+
+def assemble(settings: OperatorSettings, cfg: Any) -> Operator:
+    """The auditor, the Lease elector, the certificate keeper and their kopf registry."""
     api = KubeApi(cfg)
-    auditor = Auditor(settings=settings, api=api)
-    keeper = CertificateKeeper(api, settings) if settings.manage_certificates else None
+    metrics = Metrics()
+    auditor = Auditor(settings=settings, api=api, metrics=metrics,
+                      counter=counter(api, settings.namespaces))
+    keeper = (CertificateKeeper(api, settings, on_check=metrics.certificate_checks.inc)
+              if settings.manage_certificates else None)
 
     def leadership_changed(leading: bool) -> None:
         auditor.leadership_changed(leading)
@@ -98,16 +117,30 @@ def start(settings: OperatorSettings, kubeconfig: str | None) -> int:
     if keeper is not None:
         keeper.is_leader = elector.is_leader
     registry = build_registry(auditor, elector, api, cfg, keeper=keeper)
+    return Operator(settings, registry, kopf_settings(settings), auditor, metrics)
+
+
+def start(settings: OperatorSettings) -> int:
+    try:
+        cfg = load_configuration(settings.kubeconfig)
+    except Exception as exc:  # the loader raises anything on a malformed file
+        print(f"graceful operator: cannot load credentials: {exc}", file=sys.stderr)
+        return 2
+    operator = assemble(settings, cfg)
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(settings.metrics_port, addr=settings.metrics_address,
+                          registry=operator.metrics.registry)
     logger.info("graceful operator %s: namespaces=%s lease=%s/%s",
                 settings.identity, ",".join(settings.namespaces) or "(all)",
                 settings.lease_namespace, settings.lease_name)
-    if keeper is None:
+    if not settings.manage_certificates:
         logger.info("webhook certificates are not managed (GRACEFUL_MANAGE_CERTIFICATES=false"
                     " or --no-manage-certificates): the Secret and the caBundle are left alone")
-    kopf_compat.apply()  # kopf's index start-up is quadratic without it; see the module
     kopf.run(
-        registry=registry,
-        settings=kopf_settings(),
+        registry=operator.registry,
+        settings=operator.kopf_settings,
         standalone=True,
         # kopf would otherwise derive an identity from getpass.getuser(), which raises
         # for a numeric user with no passwd entry (the image runs as 65532).

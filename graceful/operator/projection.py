@@ -1,31 +1,30 @@
-"""What the operator keeps in memory of each watched object, and under which key.
+"""What the operator keeps in memory of each watched workload, and under which key.
 
 Why projections: the audit reads only a workload's identity, labels,
-annotations and pod template, and a Pod's grace period, hooks and probes. A
-Deployment as the API returns it also carries ``managedFields``, ``status``
-and often ``kubectl.kubernetes.io/last-applied-configuration`` (a second copy
-of the whole object), which together are most of its size. Keeping only the
-projection is what keeps the operator small with thousands of workloads.
+annotations and pod template, plus the few status counts that say whether
+its Pods predate the template (``graceful.core.rollout``). A Deployment as
+the API returns it also carries ``managedFields``, the rest of its
+``status`` and often ``kubectl.kubernetes.io/last-applied-configuration`` (a
+second copy of the whole object), which together are most of its size.
+Keeping only the projection is what keeps the operator small with thousands
+of workloads.
 
-How Pods are attached to their workload (for ``StalePods``): by ownership, not
-by labels. A StatefulSet's or DaemonSet's Pods name it in their controller
-``ownerReference``; a Deployment's Pods name a ReplicaSet, and the ReplicaSet
-names the Deployment. So there are three small indexes: Pods by the uid of
-their controller, ReplicaSets by the uid of their Deployment, and workloads by
-namespace. The ``pod-template-hash`` label would save the ReplicaSet index but
-ties the lookup to the Deployment controller's naming, and label selectors
-can overlap; ownership is what the garbage collector itself uses.
+Why no Pods of controllers and no ReplicaSets: whether a workload's Pods are
+stale is read from the controller's status (``rollout``), so the operator
+watches Pods only where a Pod is the workload (a bare Pod, no owner). The
+watch asks the API server for those only (:data:`BARE_POD_SELECTOR`, a label
+selector; ownership cannot be selected on), and :func:`workload` drops any
+owned Pod that still comes through.
 
 Every function here is pure: an API object in, a small dict out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 from graceful.core import is_bare_pod
-from graceful.core.stale import SHUTDOWN_FIELDS
 
 #: Kinds whose pod template the audit evaluates, with the apiVersion they are served at.
 WORKLOAD_API_VERSIONS: Final = {
@@ -34,106 +33,69 @@ WORKLOAD_API_VERSIONS: Final = {
     "DaemonSet": "apps/v1",
     "Pod": "v1",
 }
-#: Kinds whose Pods the operator indexes (a Deployment's Pods are owned by ReplicaSets).
-POD_CONTROLLERS: Final = ("ReplicaSet", "StatefulSet", "DaemonSet")
-#: Annotations that are large and never read by the audit.
-DROPPED_ANNOTATIONS: Final = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
-#: Pod phases after which a Pod never runs again.
-TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed"})
+#: The annotations ``graceful.core`` reads all carry this prefix; the others (the
+#: controller's ``deployment.kubernetes.io/revision``, kubectl's last-applied copy of the
+#: object) are not kept, so their changes cost no evaluation and no memory.
+KEPT_ANNOTATION_PREFIX: Final = "graceful.io/"
+#: Labels the Kubernetes controllers put on the Pods they own (ReplicaSet, StatefulSet and
+#: DaemonSet, Job): a Pod without any of them is a bare Pod, or a custom controller's.
+CONTROLLER_POD_LABELS: Final = ("pod-template-hash", "controller-revision-hash",
+                                "batch.kubernetes.io/controller-uid", "controller-uid")
+#: The label selector of the Pod watch: no Pod a built-in controller owns.
+BARE_POD_SELECTOR: Final = ",".join(f"!{label}" for label in CONTROLLER_POD_LABELS)
+#: Status fields ``graceful.core.rollout`` reads, per kind.
+ROLLOUT_STATUS: Final = {
+    "Deployment": ("observedGeneration", "replicas", "updatedReplicas"),
+    "StatefulSet": ("observedGeneration", "replicas", "updatedReplicas", "currentRevision",
+                    "updateRevision"),
+    "DaemonSet": ("observedGeneration", "desiredNumberScheduled", "updatedNumberScheduled"),
+}
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _strings(value: Any, dropped: frozenset[str] = frozenset()) -> dict[str, str]:
+def _strings(value: Any) -> dict[str, str]:
     return {k: v for k, v in _mapping(value).items()
-            if isinstance(k, str) and isinstance(v, str) and k not in dropped}
-
-
-def controller_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The ``ownerReference`` with ``controller: true``, if any."""
-    refs = _mapping(body.get("metadata")).get("ownerReferences")
-    if not isinstance(refs, Sequence):
-        return None
-    for ref in refs:
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            return ref
-    return None
+            if isinstance(k, str) and isinstance(v, str)}
 
 
 def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     """The projection of a Deployment, StatefulSet, DaemonSet or bare Pod; None otherwise.
 
     It is a valid (smaller) object of the same kind: ``graceful.core.evaluate``
-    reads it exactly as it would read the original.
+    and ``graceful.core.rollout`` read it exactly as they would read the original.
     """
     api_version = WORKLOAD_API_VERSIONS.get(kind)
     if api_version is None:
         return None
     meta = _mapping(body.get("metadata"))
     spec = _mapping(body.get("spec"))
-    if kind == "Pod":
-        if not is_bare_pod(body):  # the one definition, shared with the webhook
-            return None
-        kept_spec: Mapping[str, Any] = spec
-    else:
-        kept_spec = {"template": spec.get("template")}
     metadata: dict[str, Any] = {
         "name": meta.get("name"),
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
         "labels": _strings(meta.get("labels")),
-        "annotations": _strings(meta.get("annotations"), DROPPED_ANNOTATIONS),
+        "annotations": {k: v for k, v in _strings(meta.get("annotations")).items()
+                        if k.startswith(KEPT_ANNOTATION_PREFIX)},
     }
-    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": kept_spec}
-
-
-def _container(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    item = _mapping(value)
-    return {k: item[k] for k in keys if k in item}
-
-
-def running_pod(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """``(uid of its controller, projection)`` for a Pod that can still run; else None.
-
-    The projection holds what ``graceful.core.stale_pods`` reads: the name,
-    the grace period, and per container its name and its shutdown fields
-    (``lifecycle`` and probes; init containers also ``restartPolicy``, to tell
-    sidecars apart). Pods being deleted or finished are left out: they will
-    not be stopped again.
-    """
-    owner = controller_of(body)
-    if owner is None or owner.get("kind") not in POD_CONTROLLERS:
-        return None
-    owner_uid = owner.get("uid")
-    meta = _mapping(body.get("metadata"))
-    if not isinstance(owner_uid, str) or meta.get("deletionTimestamp"):
-        return None
-    if _mapping(body.get("status")).get("phase") in TERMINAL_PHASES:
-        return None
-    spec = _mapping(body.get("spec"))
-    containers = spec.get("containers")
-    inits = spec.get("initContainers")
-    kept: dict[str, Any] = {
-        "containers": [_container(c, ("name", *SHUTDOWN_FIELDS))
-                       for c in (containers if isinstance(containers, list) else [])],
-    }
-    if "terminationGracePeriodSeconds" in spec:
-        kept["terminationGracePeriodSeconds"] = spec["terminationGracePeriodSeconds"]
-    if isinstance(inits, list) and inits:
-        kept["initContainers"] = [_container(c, ("name", "restartPolicy", *SHUTDOWN_FIELDS))
-                                  for c in inits]
-    projection = {"apiVersion": "v1", "kind": "Pod",
-                  "metadata": {"name": meta.get("name")}, "spec": kept}
-    return owner_uid, projection
-
-
-def replicaset_owner(body: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(uid of its Deployment, its own uid)`` for a ReplicaSet a Deployment controls."""
-    owner = controller_of(body)
-    uid = _mapping(body.get("metadata")).get("uid")
-    if owner is None or owner.get("kind") != "Deployment" or not isinstance(uid, str):
-        return None
-    owner_uid = owner.get("uid")
-    return (owner_uid, uid) if isinstance(owner_uid, str) else None
+    if kind == "Pod":
+        if not is_bare_pod(body):  # the one definition, shared with the webhook
+            return None
+        return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
+    if isinstance(meta.get("generation"), int):
+        metadata["generation"] = meta["generation"]
+    kept_spec: dict[str, Any] = {"template": spec.get("template")}
+    for key in ("paused", "updateStrategy"):
+        if key in spec:
+            kept_spec[key] = spec[key]
+    status = _mapping(body.get("status"))
+    kept_status: dict[str, Any] = {k: status[k] for k in ROLLOUT_STATUS[kind] if k in status}
+    stopped = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)
+               and c.get("type") == "Progressing" and c.get("status") == "False"]
+    if stopped:
+        kept_status["conditions"] = [{k: c.get(k) for k in ("type", "status", "reason")}
+                                     for c in stopped]
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": kept_spec,
+            "status": kept_status}

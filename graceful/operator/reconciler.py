@@ -1,17 +1,21 @@
-"""The single writer: audits dirty namespaces and writes status and Events.
+"""The single writer: audits changed workloads and writes status and Events.
 
-kopf feeds the indexes and calls :meth:`Auditor.mark` for every watch event;
-nothing else happens per event. One asyncio task (:meth:`Auditor.run`) waits
-until a namespace is due (see ``batching``), audits it from the indexes
-(``audit``), posts the Events that changed (``events``) of the workloads the
-new status lists, patches each policy's status once, only when it differs from
-the stored one, then posts the other Events. Because it is
-the only writer, status writes are batched per policy by construction, and
-two flushes never race.
+kopf calls :meth:`Auditor.observe` for every watch event of a workload (and
+:meth:`Auditor.policy_changed` for a policy); the event updates the
+projection in the store (``store``) and, if the audit reads anything that
+changed, marks that workload dirty. One asyncio task (:meth:`Auditor.run`)
+waits until a namespace is due (see ``batching``), evaluates its dirty
+workloads again (``audit.NamespaceAudit``: an edit costs one evaluation, a
+policy edit one per workload of that policy), posts the Events that changed
+(``events``) of the workloads the new status lists, patches each policy's
+status with the keys that changed, only when something did, then posts the
+other Events. Because it is the only writer, status writes are batched per
+policy by construction, and two flushes never race.
 
-Only the Lease holder writes. A follower keeps its indexes warm and does no
+Only the Lease holder writes. A follower keeps its store warm and does no
 auditing at all; when it becomes leader it first rebuilds "what was reported"
-from the cluster (``events.seed``), then audits every namespace.
+from the cluster (``events.seed``), then audits every namespace. Nothing is
+audited before the first listing is complete (``store.ListingGate``).
 """
 
 from __future__ import annotations
@@ -21,19 +25,19 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from graceful.core import GROUP, PLURAL, VERSION
 from graceful.operator.audit import (
-    AuditCache,
+    Changes,
+    NamespaceAudit,
     PolicyEntry,
     WorkloadAudit,
-    key_of,
     policy_statuses,
-    status_differs,
+    status_changes,
 )
 from graceful.operator.batching import DirtyTracker
 from graceful.operator.events import (
@@ -47,7 +51,9 @@ from graceful.operator.events import (
     seed,
 )
 from graceful.operator.kube import MERGE_PATCH, Api, ApiError
+from graceful.operator.metrics import Metrics
 from graceful.operator.settings import OperatorSettings
+from graceful.operator.store import ListingGate, WorkloadStore
 
 logger = logging.getLogger(__name__)
 
@@ -55,37 +61,13 @@ logger = logging.getLogger(__name__)
 WRITE_TRUST_SECONDS = 10.0
 
 
-@dataclass
-class Views:
-    """Read-only views of the kopf indexes (plain dicts of lists in tests)."""
+#: A full audit evaluates this many workloads at a time, then lets the loop run (kopf's
+#: watches, the Lease renewals), instead of holding it for seconds at 10,000 workloads.
+CHUNK = 200
 
-    policies: Mapping[str, Iterable[PolicyEntry]]
-    """namespace -> its GracefulPolicies"""
-    workloads: Mapping[str, Iterable[Mapping[str, Any]]]
-    """namespace -> projections of its Deployments, StatefulSets, DaemonSets, bare Pods"""
-    pods: Mapping[str, Iterable[Mapping[str, Any]]]
-    """uid of a ReplicaSet, StatefulSet or DaemonSet -> projections of its running Pods"""
-    replicasets: Mapping[str, Iterable[str]]
-    """uid of a Deployment -> uids of its ReplicaSets"""
 
-    def pods_of(self, obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        """The running Pods of a workload, by name."""
-        kind = obj.get("kind")
-        uid = (obj.get("metadata") or {}).get("uid")
-        if not isinstance(uid, str):
-            return []
-        # ``in`` before ``[]``: kopf's Index answers ``in`` from its dict, while ``.get`` of a
-        # missing key costs a KeyError, and most lookups miss (a Deployment scaled to 0).
-        if kind == "Deployment":
-            owners: list[str] = list(self.replicasets[uid]) if uid in self.replicasets else []
-        elif kind in ("StatefulSet", "DaemonSet"):
-            owners = [uid]
-        else:
-            return []
-        pods = [pod for owner in owners if owner in self.pods for pod in self.pods[owner]]
-        if len(pods) < 2:
-            return pods
-        return sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name")))
+Counter = Callable[[str], Awaitable[int]]
+"""How many objects of a kind the API server has now (``handlers.counter``)."""
 
 
 @dataclass(frozen=True)
@@ -116,31 +98,82 @@ class Auditor:
     is_leader: Callable[[], bool] = lambda: True
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], datetime] = lambda: datetime.now(UTC)
-    views: Views | None = None
+    policies: Mapping[str, Iterable[PolicyEntry]] | None = None
+    """kopf's index of GracefulPolicies: namespace -> its policies (attached at start-up)."""
+    counter: Counter | None = None
+    """Counts the objects of a kind; None: the listing gate is open from the start."""
+    metrics: Metrics = field(default_factory=Metrics)
+    store: WorkloadStore = field(default_factory=WorkloadStore)
+    gate: ListingGate = field(default_factory=ListingGate)
     tracker: DirtyTracker[str] = field(init=False)
-    cache: AuditCache = field(default_factory=AuditCache)
+    audits: dict[str, NamespaceAudit] = field(default_factory=dict)
+    dirty: dict[str, set[WorkloadKey] | None] = field(default_factory=dict)
+    """namespace -> workloads to evaluate again (None: all of them)"""
     reported: dict[WorkloadKey, Reported] = field(default_factory=dict)
     seeded: bool = False
     written: dict[tuple[str, str], _Written] = field(default_factory=dict)
     status_writes: int = 0
     events_posted: int = 0
+    passes: int = 0
+    """Audits of a namespace done (tests wait for it to move instead of sleeping)."""
 
     def __post_init__(self) -> None:
         self.tracker = DirtyTracker(quiet=self.settings.quiet, max_delay=self.settings.max_delay)
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()
+        self._relisting: dict[str, float] = {}
+        self._first_done: set[str] = set()
+        self._queued: dict[WorkloadKey, EventIntent] = {}
+        self._in_flight: set[WorkloadKey] = set()
+        self._replan: set[WorkloadKey] = set()
+        self._events_wake = asyncio.Event()
         self._events_gate = asyncio.Semaphore(self.settings.event_concurrency)
 
     # -- fed by kopf ---------------------------------------------------------------------------
 
-    def attach(self, views: Views) -> None:
-        self.views = views
+    def attach(self, policies: Mapping[str, Iterable[PolicyEntry]]) -> None:
+        self.policies = policies
+
+    async def count_expected(self, kinds: Iterable[str]) -> None:
+        """Count what kopf is about to list (called before kopf starts its watches)."""
+        if self.counter is None:
+            return
+        for kind in kinds:
+            self.gate.recount(kind, await self.counter(kind))
 
     def indexes_ready(self) -> None:
-        """kopf only calls non-index handlers once every index is fully listed."""
+        """kopf calls non-index handlers only once the policy index is fully listed."""
         if not self._ready.is_set():
-            logger.info("indexes populated; auditing")
             self._ready.set()
+
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """One watch event of a Deployment, StatefulSet, DaemonSet or bare Pod."""
+        self.indexes_ready()
+        deleted = event_type == "DELETED"
+        meta = body.get("metadata") or {}
+        now = self.clock()
+        if self.gate.opened and event_type is None:
+            self._relisted(kind, now)
+        self.gate.observe(kind, meta.get("uid"), deleted, now)
+        key = self.store.apply(kind, body, deleted)
+        if key is None:
+            return
+        keys = self.dirty.setdefault(key[0], set())
+        if keys is not None:
+            keys.add(key)
+        self.mark(key[0])
+
+    def _relisted(self, kind: str, now: float) -> None:
+        # kopf lists a kind again only when its watch had to restart (410 Gone, say): the
+        # first re-listed object of a burst counts the restart.
+        last = self._relisting.get(kind)
+        if last is None or now - last > 5.0:
+            self.metrics.watch_restarts.labels(kind).inc()
+        self._relisting[kind] = now
+
+    def policy_changed(self, namespace: str | None) -> None:
+        self.indexes_ready()
+        self.mark(namespace)
 
     def mark(self, namespace: str | None) -> None:
         if namespace:
@@ -149,12 +182,19 @@ class Auditor:
 
     def known_namespaces(self) -> set[str]:
         names = {key[0] for key in self.reported}
-        if self.views is not None:
-            names.update(self.views.policies)
-            names.update(self.views.workloads)
+        names.update(self.store.namespaces())
+        names.update(self.audits)
+        if self.policies is not None:
+            names.update(self.policies)
         return names
 
-    def mark_all(self) -> None:
+    def mark_all(self, *, evaluate: bool) -> None:
+        """Every namespace is due; ``evaluate``: every workload is evaluated again, too."""
+        for namespace in self.known_namespaces():
+            if evaluate:
+                self.dirty[namespace] = None
+            else:
+                self.dirty.setdefault(namespace, set())
         self.tracker.mark_many(sorted(self.known_namespaces()), self.clock())
         self._wake.set()
 
@@ -163,15 +203,29 @@ class Auditor:
         self.seeded = False
         self.reported.clear()
         self.written.clear()
+        self._first_done.clear()
+        self._queued.clear()
         if leading:
-            self.mark_all()
+            self.mark_all(evaluate=True)
 
     # -- the loop ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def wait_listed(self, poll: float = 1.0) -> None:
+        """Until the policy index and every workload kind are fully listed."""
         await self._ready.wait()
+        while not self.gate.complete():
+            if self.counter is not None and self.gate.quiet(self.clock(), 2 * poll):
+                for kind in list(self.gate.expected):
+                    self.gate.recount(kind, await self.counter(kind))
+                if self.gate.complete():
+                    break
+            await asyncio.sleep(poll)
+        logger.info("indexes populated; auditing %d workloads", len(self.store))
+
+    async def run(self) -> None:
+        await self.wait_listed()
         next_resync = self.clock() + self.settings.resync_seconds
-        self.mark_all()
+        self.mark_all(evaluate=True)
         while True:
             now = self.clock()
             if now >= next_resync:
@@ -192,16 +246,16 @@ class Auditor:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self.clock()))
 
     def resync(self) -> None:
-        """Forget the caches and audit everything again."""
-        self.cache = AuditCache()
+        """Compare every status and Event with the verdicts again (no re-evaluation: a verdict
+        changes only with its workload or policy, and those are watched)."""
         self.written.clear()
-        self.mark_all()
+        self.mark_all(evaluate=False)
 
     # -- one namespace -------------------------------------------------------------------------
 
     async def flush(self, namespace: str) -> FlushReport:
         report = FlushReport(namespace)
-        if self.views is None:
+        if self.policies is None:
             report.skipped = "no indexes yet"
             return report
         if not self.is_leader():
@@ -209,14 +263,28 @@ class Auditor:
             return report
         if not self.seeded:
             await self.seed()
-        policies = list(self.views.policies.get(namespace, ()))
-        workloads = list(self.views.workloads.get(namespace, ()))
-        pods = {key_of(obj): self.views.pods_of(obj) for obj in workloads}
-        audits = await asyncio.to_thread(self.cache.audit_namespace, namespace, workloads,
-                                         policies, pods)
-        report.audited = len(audits)
-        intents = self._plan_events(namespace, audits)
-        statuses = policy_statuses(policies, audits, now=self.wall())
+        started = time.perf_counter()
+        policies = list(self.policies.get(namespace, ()))
+        state = self.audits.setdefault(namespace, NamespaceAudit())
+        dirty = self.dirty.pop(namespace, set())
+        workloads = self.store.namespace(namespace)
+        todo = state.due(workloads, dirty, policies)
+        objects = {key: workloads.get(key) for key in todo}
+        verdicts: dict[WorkloadKey, WorkloadAudit | None] = {}
+        keys = list(objects)
+        for start in range(0, len(keys), CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            verdicts.update(state.evaluate({k: objects[k] for k in keys[start:start + CHUNK]},
+                                           policies))
+        old = {key: state.audits.get(key) for key in verdicts}
+        changes = state.apply(objects, verdicts, policies)
+        for key, audit in verdicts.items():
+            self.metrics.replaced(old[key], audit)
+        self.metrics.evaluations.inc(len(changes.audits))
+        report.audited = len(changes.audits)
+        intents = self._plan_events(changes)
+        statuses = policy_statuses(policies, state, now=self.wall())
         # The status goes out as soon as the Events of the workloads it lists have: a restart
         # takes a workload in a status's ``mismatches`` as reported (``events.seed``), so
         # those Events must be posted first; the others (thousands after a first audit, at
@@ -230,13 +298,53 @@ class Auditor:
                 report.failed = True
             elif written:
                 report.statuses += 1
-        await self._post_all([i for i in intents if i.verdict.key not in listed], report)
+        # The others go to the background poster: the next edit's audit must not wait behind
+        # thousands of Events (at ~150 a second) of a first audit or a policy edit.
+        self._queue_events([i for i in intents if i.verdict.key not in listed])
+        if not state.audits and not workloads and not policies:
+            del self.audits[namespace]  # an empty (or deleted) namespace leaves nothing behind
         if report.failed:
             self.tracker.retry(namespace, self.clock() + self.settings.retry_seconds)
-        if report.events or report.statuses:
-            logger.info("namespace %s: audited %d workloads, %d events, %d status writes",
+        self.passes += 1
+        self.metrics.audits.inc()
+        self.metrics.audit_seconds.observe(time.perf_counter() - started)
+        if namespace not in self._first_done:
+            # Tests and operators wait for this line, not for a sleep to pass.
+            self._first_done.add(namespace)
+            logger.info("first audit of namespace %s done: %d workloads, %d events,"
+                        " %d status writes", namespace, report.audited, report.events,
+                        report.statuses)
+        elif report.events or report.statuses:
+            logger.info("namespace %s: evaluated %d workloads, %d events, %d status writes",
                         namespace, report.audited, report.events, report.statuses)
         return report
+
+    def _queue_events(self, intents: list[EventIntent]) -> None:
+        for intent in intents:
+            self._queued[intent.verdict.key] = intent  # a newer intent replaces a queued one
+        if self._queued:
+            self._events_wake.set()
+
+    async def post_events(self) -> None:
+        """The background poster: queued Events, ``event_concurrency`` at a time, forever."""
+        while True:
+            await self._events_wake.wait()
+            self._events_wake.clear()
+            await self.drain_events()
+
+    async def drain_events(self) -> int:
+        """Post every queued Event; how many were posted."""
+        posted = 0
+        while self._queued:
+            batch = [self._queued.pop(key) for key in list(self._queued)[:256]]
+            self._in_flight.update(i.verdict.key for i in batch)
+            report = FlushReport(batch[0].verdict.namespace)
+            try:
+                await self._post_all(batch, report)
+            finally:
+                self._in_flight.difference_update(i.verdict.key for i in batch)
+            posted += report.events
+        return posted
 
     async def _post_all(self, intents: list[EventIntent], report: FlushReport) -> None:
         posted = await asyncio.gather(*(self._post(intent) for intent in intents))
@@ -244,15 +352,32 @@ class Auditor:
             if ok:
                 self.reported[intent.verdict.key] = intent.reported()
                 report.events += 1
+                self.metrics.events.labels(intent.type).inc()
+                if intent.verdict.key in self._replan:
+                    self._replan.discard(intent.verdict.key)
+                    keys = self.dirty.setdefault(intent.verdict.namespace, set())
+                    if keys is not None:
+                        keys.add(intent.verdict.key)
+                    self.mark(intent.verdict.namespace)
             else:
                 report.failed = True
+                # Planned again at the retry: the workload did not change, so mark it.
+                keys = self.dirty.setdefault(intent.verdict.namespace, set())
+                if keys is not None:
+                    keys.add(intent.verdict.key)
+                self.tracker.retry(intent.verdict.namespace,
+                                   self.clock() + self.settings.retry_seconds)
+                self._wake.set()
 
-    def _plan_events(self, namespace: str, audits: list[WorkloadAudit]) -> list[EventIntent]:
+    def _plan_events(self, changes: Changes) -> list[EventIntent]:
         intents = []
-        present = set()
-        for audit in audits:
+        for audit in changes.audits:
             key = audit.verdict.key
-            present.add(key)
+            self._queued.pop(key, None)  # planned again from the newest verdict
+            if key in self._in_flight:
+                # Its Event is being posted: plan again once ``reported`` says what it was.
+                self._replan.add(key)
+                continue
             previous = self.reported.get(key)
             intent = next_event(previous, audit.verdict)
             if intent is not None:
@@ -261,8 +386,8 @@ class Auditor:
             kept = remember(previous, audit.verdict, None)
             if kept is None:
                 self.reported.pop(key, None)
-        for key in [k for k in self.reported if k[0] == namespace and k not in present]:
-            del self.reported[key]  # the workload is gone; so is its story
+        for key in changes.removed:
+            self.reported.pop(key, None)  # the workload is gone; so is its story
         return intents
 
     async def _post(self, intent: EventIntent) -> bool:
@@ -290,18 +415,24 @@ class Auditor:
     async def _write_status(self, entry: PolicyEntry, status: dict[str, Any]) -> bool | None:
         """True: written; False: nothing to write; None: failed."""
         key = (entry.namespace, entry.name)
-        if not status_differs(status, entry.status):
+        last = self.written.get(key)
+        if last is not None and (last.uid != entry.uid
+                                 or self.clock() - last.at >= WRITE_TRUST_SECONDS):
+            last = None
+        changed = status_changes(status, entry.status)
+        if last is not None:
+            if last.status == status:
+                return False  # our own write, not yet seen by the watch
+            # The index may not show our last write yet: what differs from it goes, too.
+            changed.update(status_changes(status, last.status))
+        if not changed:
             self.written.pop(key, None)
             return False
-        last = self.written.get(key)
-        if (last is not None and last.uid == entry.uid and last.status == status
-                and self.clock() - last.at < WRITE_TRUST_SECONDS):
-            return False  # our own write, not yet seen by the watch
         if not self.is_leader():
             return False
         path = (f"/apis/{GROUP}/{VERSION}/namespaces/{entry.namespace}/{PLURAL}/"
                 f"{entry.name}/status")
-        body = {"metadata": {"uid": entry.uid}, "status": status}
+        body = {"metadata": {"uid": entry.uid}, "status": changed}
         started = self.clock()
         try:
             await self.api.request("PATCH", path, body=body, content_type=MERGE_PATCH)
@@ -312,6 +443,7 @@ class Auditor:
             return None
         self.written[key] = _Written(status, entry.uid, started)
         self.status_writes += 1
+        self.metrics.status_writes.inc()
         logger.info("status of %s/%s: matched=%s compliant=%s mismatched=%s",
                     entry.namespace, entry.name, status.get("matched"),
                     status.get("compliant"), status.get("mismatched"))
@@ -327,9 +459,9 @@ class Auditor:
         else:
             events = await self.api.list_all("/api/v1/events", label_selector=LABEL_SELECTOR)
         statuses = []
-        if self.views is not None:
-            for namespace in list(self.views.policies):
-                for entry in self.views.policies.get(namespace, ()):
+        if self.policies is not None:
+            for namespace in list(self.policies):
+                for entry in self.policies.get(namespace, ()):
                     statuses.append((entry.namespace, entry.name, entry.status))
         self.reported = seed(events, statuses)
         self.seeded = True

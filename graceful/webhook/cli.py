@@ -34,16 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PEM certificate (chain) to serve; reloaded when the file changes")
     parser.add_argument("--key", required=True, type=Path, metavar="FILE",
                         help="PEM private key of --cert")
-    parser.add_argument("--port", type=int, default=defaults["port"].default, metavar="N",
-                        help="TLS port to listen on; 0 picks a free one (default: %(default)s)")
-    parser.add_argument("--host", default=defaults["host"].default, metavar="H",
-                        help="address to listen on (default: %(default)s)")
-    parser.add_argument("--kubeconfig", type=Path, metavar="FILE",
+    # No argparse defaults: a flag overrides its GRACEFUL_WEBHOOK_* variable only when given,
+    # and the default shown is the model's, written once in ``settings``.
+    parser.add_argument("--port", type=int, default=argparse.SUPPRESS, metavar="N",
+                        help="TLS port to listen on; 0 picks a free one"
+                             f" (default: {defaults['port'].default}; $GRACEFUL_WEBHOOK_PORT)")
+    parser.add_argument("--host", default=argparse.SUPPRESS, metavar="H",
+                        help="address to listen on"
+                             f" (default: {defaults['host'].default}; $GRACEFUL_WEBHOOK_HOST)")
+    parser.add_argument("--kubeconfig", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                         help="kubeconfig for watching GracefulPolicies"
                              " (default: the in-cluster service account)")
-    parser.add_argument("--cert-reload-seconds", type=float,
-                        default=defaults["cert_reload_seconds"].default, metavar="S",
-                        help="how often to check the certificate files (default: %(default)s)")
+    parser.add_argument("--cert-reload-seconds", type=float, default=argparse.SUPPRESS,
+                        metavar="S", help="how often to check the certificate files (default:"
+                        f" {defaults['cert_reload_seconds'].default};"
+                        " $GRACEFUL_WEBHOOK_CERT_RELOAD_SECONDS)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"],
                         help="(default: %(default)s)")
@@ -54,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = WebhookSettings(
-            host=args.host, port=args.port, cert_file=args.cert, key_file=args.key,
-            kubeconfig=args.kubeconfig, cert_reload_seconds=args.cert_reload_seconds)
+        given = {field: getattr(args, flag) for flag, field in (
+            ("host", "host"), ("port", "port"), ("kubeconfig", "kubeconfig"),
+            ("cert_reload_seconds", "cert_reload_seconds")) if hasattr(args, flag)}
+        settings = WebhookSettings(cert_file=args.cert, key_file=args.key, **given)
     except ValidationError as exc:
         error = exc.errors()[0]
         return _fail(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}")

@@ -24,6 +24,8 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from graceful.operator.certificates import (
+from graceful.certificates.rotation import (
     CA_CRT,
     CA_KEY,
     TLS_CRT,
@@ -87,6 +89,7 @@ class Process:
     argv: list[str]
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Process:
@@ -107,6 +110,26 @@ class Process:
             return re.search(pattern, self.text()) is not None
 
         until(seen, timeout, f"{pattern!r} in the log", self.text)
+
+    def checks(self) -> float:
+        """The certificate keeper's completed passes, from the operator's /metrics."""
+        assert self.metrics_port is not None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                        timeout=5) as answer:
+                text = answer.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return 0.0  # not serving yet
+        [line] = [x for x in text.splitlines()
+                  if x.startswith("graceful_operator_certificate_checks_total ")]
+        return float(line.split()[-1])
+
+    def wait_for_checks(self, more: int, timeout: float = 30) -> None:
+        """Until the keeper completed ``more`` passes after now (``--certificate-check-seconds
+        1``): what a pass would have written, it has written by then."""
+        target = self.checks() + more
+        until(lambda: self.checks() >= target, timeout, f"{more} more certificate checks",
+              self.text)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -143,12 +166,13 @@ class Setup:
 
     def operator(self, *extra: str, env: dict[str, str] | None = None,
                  identity: str = "op-a") -> Process:
+        port = free_port()
         process = Process(
             ["operator", "--kubeconfig", str(self.cluster.kubeconfig), "--namespace",
              self.namespace, "--lease-namespace", self.namespace, "--identity", identity,
              "--webhook-configuration", self.configuration, "--webhook-extra-san", "127.0.0.1",
-             "--certificate-check-seconds", "1", *extra],
-            self.directory / f"operator-{identity}.log", env=env or {})
+             "--certificate-check-seconds", "1", "--metrics-port", str(port), *extra],
+            self.directory / f"operator-{identity}.log", env=env or {}, metrics_port=port)
         self.started.append(process)
         return process.start()
 
@@ -391,7 +415,7 @@ def test_a_restart_keeps_a_valid_certificate_and_an_invalid_one_is_replaced(
     second = setup.operator(identity="op-b")
     second.wait_for_log(r"acquired leadership")
     second.wait_for_log(r"Secret .* is valid, nothing to renew")
-    time.sleep(2)  # two more checks (--certificate-check-seconds 1)
+    second.wait_for_checks(2)
     after = secret(kubectl, namespace)
     assert after is not None
     assert resource_version(after) == resource_version(stored)
@@ -407,7 +431,10 @@ def test_of_two_replicas_only_the_leader_writes(
                    lambda: "\n".join(r.text() for r in replicas))
     until(lambda: ca_bundle(configuration(kubectl, setup.configuration))
           == files_of(stored)[CA_CRT], 10, "the caBundle")
-    time.sleep(2)  # two more checks by the leader; the follower only waits
+    # two more checks by the leader; the follower only waits
+    until(lambda: [r for r in replicas if "acquired leadership" in r.text()], 20, "a leader")
+    [leader] = [r for r in replicas if "acquired leadership" in r.text()]
+    leader.wait_for_checks(2)
     logs = [r.text() for r in replicas]
     leaders = [log for log in logs if "acquired leadership" in log]
     assert len(leaders) == 1
@@ -432,7 +459,8 @@ def test_two_writers_that_race_converge_on_one_secret(
         for operator in (a, b):
             operator.wait_for_log(r"acquired leadership")
             operator.wait_for_log(r"certificates: (created|replaced|updated) Secret|is valid")
-        time.sleep(2)
+        for operator in (a, b):  # each has read the other's Secret back since
+            operator.wait_for_checks(2)
         stored = secret(kubectl, namespace)
         assert stored is not None
         created = [op for op in (a, b) if "created Secret" in op.text()]

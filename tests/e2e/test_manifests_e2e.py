@@ -145,7 +145,6 @@ ALLOWED: list[tuple[str, ...]] = [
     (OPERATOR, "watch", "deployments.apps", "-A"),
     (OPERATOR, "get", "statefulsets.apps", "-n", "team-a"),
     (OPERATOR, "watch", "daemonsets.apps", "-A"),
-    (OPERATOR, "list", "replicasets.apps", "-A"),
     (OPERATOR, "list", "pods", "-A"),
     (OPERATOR, "watch", "gracefulpolicies.graceful.io", "-A"),
     (OPERATOR, "watch", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -194,6 +193,8 @@ DENIED: list[tuple[str, ...]] = [
     (OPERATOR, "patch", "deployments.apps", "-n", "default"),
     (OPERATOR, "update", "statefulsets.apps", "-n", "default"),
     (OPERATOR, "create", "deployments.apps", "-n", NAMESPACE),
+    # stale Pods come from the controllers' status: no ReplicaSet is read
+    (OPERATOR, "list", "replicasets.apps", "-A"),
     # policies: status only
     (OPERATOR, "update", "gracefulpolicies.graceful.io", "-n", "team-a"),
     (OPERATOR, "patch", "gracefulpolicies.graceful.io", "-n", "team-a"),

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from graceful.operator.certificates import (
+from graceful.certificates.rotation import (
     CA_CRT,
     CA_KEY,
     TLS_CRT,

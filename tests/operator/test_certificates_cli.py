@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from graceful.operator.certificate_sync import policy_of
+from graceful.certificates.keeper import policy_of
 from graceful.operator.cli import add_arguments, run, settings_from
 
 

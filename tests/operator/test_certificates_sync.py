@@ -15,18 +15,17 @@ import base64
 import copy
 import datetime as dt
 import logging
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from graceful.operator.certificate_sync import (
+from graceful.certificates.keeper import (
     CONFIGURATIONS,
     CertificateKeeper,
     SyncReport,
     secret_object,
 )
-from graceful.operator.certificates import (
+from graceful.certificates.rotation import (
     CA_CRT,
     TLS_CRT,
     decode_data,
@@ -157,7 +156,7 @@ def test_an_invalid_secret_written_by_someone_else_is_replaced_and_the_log_says_
                                         "namespace": "graceful-system", "resourceVersion": "5",
                                         "labels": {"team": "ops"}},
                            "data": encode_data({TLS_CRT: b"not a certificate"})}
-    with caplog.at_level(logging.INFO, logger="graceful.operator.certificate_sync"):
+    with caplog.at_level(logging.INFO, logger="graceful.certificates.keeper"):
         report = run(CertificateKeeper(api, SETTINGS).sync())
     assert report.secret == "updated"
     stored = api.objects[SECRET]
@@ -173,7 +172,7 @@ def test_without_a_configuration_the_secret_is_still_made_and_the_absence_logged
         caplog: pytest.LogCaptureFixture) -> None:
     api = FakeApi()
     keeper = CertificateKeeper(api, SETTINGS)
-    with caplog.at_level(logging.INFO, logger="graceful.operator.certificate_sync"):
+    with caplog.at_level(logging.INFO, logger="graceful.certificates.keeper"):
         first = run(keeper.sync())
         second = run(keeper.sync())
     assert (first.secret, first.configuration) == ("created", "missing")
@@ -184,8 +183,8 @@ def test_without_a_configuration_the_secret_is_still_made_and_the_absence_logged
 def test_an_unreadable_configuration_is_an_error_and_a_new_ca_waits(
         caplog: pytest.LogCaptureFixture) -> None:
     """Forbidden to read the configuration: never serve a certificate it may not trust."""
-    settings = replace(SETTINGS, certificate_lifetime=dt.timedelta(days=10),
-                       ca_lifetime=dt.timedelta(days=30))
+    settings = SETTINGS.model_copy(update={"certificate_lifetime": dt.timedelta(days=10),
+                                          "ca_lifetime": dt.timedelta(days=30)})
     t0 = dt.datetime.now(dt.UTC)
 
     def keeper_at(days: float) -> CertificateKeeper:
@@ -196,7 +195,7 @@ def test_an_unreadable_configuration_is_an_error_and_a_new_ca_waits(
     run(keeper_at(19).sync())  # the serving certificate renewed, the CA not due yet
     files = secret_files(api)
     api.fail[("GET", CONFIGURATIONS)] = 403
-    with caplog.at_level(logging.INFO, logger="graceful.operator.certificate_sync"):
+    with caplog.at_level(logging.INFO, logger="graceful.certificates.keeper"):
         report = run(keeper_at(20.1).sync())
     assert "cannot read MutatingWebhookConfiguration graceful-webhook" in caplog.text
     assert report.configuration == "unreadable"
@@ -210,8 +209,8 @@ def test_an_unreadable_configuration_is_an_error_and_a_new_ca_waits(
 
 def test_the_next_pass_comes_when_due_soon_when_waiting_and_at_least_every_check() -> None:
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    keeper = CertificateKeeper(FakeApi(), replace(SETTINGS, certificate_check_seconds=30,
-                                                  ca_settle_seconds=5), wall=lambda: now)
+    keeper = CertificateKeeper(FakeApi(), SETTINGS.model_copy(
+        update={"certificate_check_seconds": 30, "ca_settle_seconds": 5}), wall=lambda: now)
     assert keeper.delay_after(SyncReport(waiting=True)) == 5
     assert keeper.delay_after(SyncReport(next_check=now + dt.timedelta(seconds=7))) == 7
     assert keeper.delay_after(SyncReport(next_check=now + dt.timedelta(days=7))) == 30
@@ -235,7 +234,9 @@ def test_the_loop_starts_when_leadership_comes_and_survives_errors() -> None:
     async def scenario() -> None:
         api = with_configuration(FakeApi())
         leading = False
-        keeper = CertificateKeeper(api, SETTINGS, is_leader=lambda: leading)
+        checks: list[None] = []
+        keeper = CertificateKeeper(api, SETTINGS, is_leader=lambda: leading,
+                                   on_check=lambda: checks.append(None))
         api.fail[("GET", SECRET)] = 500
         task = asyncio.create_task(keeper.run())
         await asyncio.sleep(0.2)
@@ -244,11 +245,13 @@ def test_the_loop_starts_when_leadership_comes_and_survives_errors() -> None:
         keeper.leadership_changed(True)
         await asyncio.sleep(0.2)
         assert keeper.passes >= 2 and SECRET not in api.objects  # failing, retrying
+        assert checks == []  # a failed pass is not a completed check
         del api.fail[("GET", SECRET)]
         for _ in range(50):
-            if SECRET in api.objects:
+            if checks:  # a completed pass: the Secret and the caBundle written
                 break
             await asyncio.sleep(0.05)
+        assert SECRET in api.objects
         assert config_bundles(api) == [secret_files(api)[CA_CRT]]
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

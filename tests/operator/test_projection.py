@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from graceful.core import GracefulPolicy, evaluate, stale_pods
+from graceful.core import GracefulPolicy, evaluate
+from graceful.core.rollout import stale_of as rollout
 from graceful.operator import projection
 from tests.operator import objects
 
@@ -13,7 +14,7 @@ def test_workload_projection_drops_status_managed_fields_and_last_applied() -> N
     body = objects.deployment()
     kept = projection.workload(body, "Deployment")
     assert kept is not None
-    assert "status" not in kept
+    assert kept["status"] == {"replicas": 1}  # what graceful.core.rollout reads, no more
     assert "managedFields" not in kept["metadata"]
     assert "kubectl.kubernetes.io/last-applied-configuration" not in kept["metadata"][
         "annotations"]
@@ -39,37 +40,29 @@ def test_bare_pods_are_workloads_owned_pods_are_not() -> None:
     assert projection.workload({"kind": "Job"}, "Job") is None
 
 
-def test_running_pod_is_indexed_by_its_controller() -> None:
-    found = projection.running_pod(objects.pod("web-1", "rs-1", pre_stop=5))
-    assert found is not None
-    owner, kept = found
-    assert owner == "rs-1"
-    assert kept["metadata"] == {"name": "web-1"}
-    assert kept["spec"]["terminationGracePeriodSeconds"] == 30
-    assert kept["spec"]["containers"] == [
-        {"name": "app", "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}}]
+def test_the_projection_keeps_what_rollout_reads() -> None:
+    body = objects.compliant_deployment()
+    body["metadata"]["generation"] = 3
+    body["spec"]["paused"] = True
+    body["status"] = {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 0,
+                      "readyReplicas": 0, "conditions": [
+                          {"type": "Available", "status": "False", "message": "x" * 300},
+                          {"type": "Progressing", "status": "False",
+                           "reason": "ProgressDeadlineExceeded", "message": "y" * 300}]}
+    kept = projection.workload(body, "Deployment")
+    assert kept is not None
+    assert rollout(kept) == rollout(body)
+    assert kept["status"]["conditions"] == [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    sts = objects.compliant_deployment(kind="StatefulSet")
+    sts["spec"]["updateStrategy"] = {"type": "OnDelete"}
+    sts["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 0,
+                     "currentRevision": "a", "updateRevision": "b"}
+    kept = projection.workload(sts, "StatefulSet")
+    assert kept is not None and rollout(kept) == rollout(sts) and rollout(kept) is not None
 
 
-def test_finished_deleted_ownerless_or_foreign_pods_are_not_indexed() -> None:
-    assert projection.running_pod(objects.pod("a", "rs", phase="Succeeded")) is None
-    assert projection.running_pod(objects.pod("b", "rs", deleting=True)) is None
-    assert projection.running_pod(objects.pod("c", "job", owner_kind="Job")) is None
-    orphan = objects.pod("d", "rs")
-    orphan["metadata"]["ownerReferences"][0]["controller"] = False
-    assert projection.running_pod(orphan) is None
-
-
-def test_stale_pods_reads_the_pod_projection_like_the_pod() -> None:
-    policies = [GracefulPolicy.from_object(objects.policy())]
-    decision = evaluate(objects.compliant_deployment(), policies)
-    pods = [objects.pod("old", "rs", grace=30), objects.pod("new", "rs", grace=40, pre_stop=5)]
-    kept = [found[1] for found in map(projection.running_pod, pods) if found]
-    assert stale_pods(decision, kept) == stale_pods(decision, pods) == ["old"]
-
-
-def test_replicaset_owner() -> None:
-    assert projection.replicaset_owner(objects.replicaset("rs", "rs-uid", "dep-uid")) == (
-        "dep-uid", "rs-uid")
-    orphan = objects.replicaset("rs", "rs-uid", "dep-uid")
-    orphan["metadata"]["ownerReferences"] = []
-    assert projection.replicaset_owner(orphan) is None
+def test_the_pod_selector_leaves_out_every_controllers_pods() -> None:
+    assert projection.BARE_POD_SELECTOR == (
+        "!pod-template-hash,!controller-revision-hash,"
+        "!batch.kubernetes.io/controller-uid,!controller-uid")

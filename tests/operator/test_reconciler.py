@@ -9,53 +9,53 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graceful.operator.events import REASON_COMPLIANT, REASON_MISMATCH
-from graceful.operator.handlers import (
-    index_pod,
-    index_policy,
-    index_replicaset,
-    index_workload,
-)
-from graceful.operator.reconciler import Auditor, Views
+from graceful.operator.handlers import index_policy
+from graceful.operator.reconciler import Auditor
 from graceful.operator.settings import OperatorSettings
 from tests.operator import objects
 from tests.operator.fakes import FakeApi
 
 
 @dataclass
-class Resource:
-    kind: str
-
-
-@dataclass
 class World:
-    """API objects, indexed the way kopf indexes them with our index handlers."""
+    """API objects, delivered to the auditors the way kopf delivers them with our handlers."""
 
     bodies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    watchers: list[Auditor] = field(default_factory=list)
 
     def put(self, body: dict[str, Any]) -> None:
-        self.bodies[(body["kind"], body["metadata"]["name"])] = body
+        key = (body["kind"], body["metadata"]["name"])
+        event = "MODIFIED" if key in self.bodies else "ADDED"
+        self.bodies[key] = body
+        for auditor in self.watchers:
+            self._deliver(auditor, body, event)
 
     def delete(self, kind: str, name: str) -> None:
-        del self.bodies[(kind, name)]
+        body = self.bodies.pop((kind, name))
+        for auditor in self.watchers:
+            self._deliver(auditor, body, "DELETED")
 
-    def views(self) -> Views:
-        indexes: dict[str, dict[Any, list[Any]]] = {
-            "policies": {}, "workloads": {}, "pods": {}, "replicasets": {}}
+    def _deliver(self, auditor: Auditor, body: dict[str, Any], event: str | None) -> None:
+        if body["kind"] == "GracefulPolicy":
+            auditor.attach(self.policies())
+            auditor.policy_changed(body["metadata"]["namespace"])
+        elif body["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Pod"):
+            auditor.observe(body["kind"], event, body)
+
+    def watch(self, auditor: Auditor) -> None:
+        """A new operator: kopf lists everything first (event type None)."""
+        auditor.attach(self.policies())
         for body in self.bodies.values():
-            kind = body["kind"]
-            results: list[tuple[str, dict[Any, Any]]] = []
-            if kind == "GracefulPolicy":
-                results.append(("policies", index_policy(body)))  # type: ignore[arg-type]
-            if kind in ("Deployment", "StatefulSet", "DaemonSet", "Pod"):
-                results.append(("workloads", index_workload(body, Resource(kind))))  # type: ignore[arg-type]
-            if kind == "Pod":
-                results.append(("pods", index_pod(body)))  # type: ignore[arg-type]
-            if kind == "ReplicaSet":
-                results.append(("replicasets", index_replicaset(body)))  # type: ignore[arg-type]
-            for name, result in results:
-                for key, value in result.items():
-                    indexes[name].setdefault(key, []).append(value)
-        return Views(**indexes)
+            self._deliver(auditor, body, None)
+        self.watchers.append(auditor)
+
+    def policies(self) -> dict[str, list[Any]]:
+        index: dict[str, list[Any]] = {}
+        for body in self.bodies.values():
+            if body["kind"] == "GracefulPolicy":
+                for key, value in index_policy(body).items():  # type: ignore[arg-type]
+                    index.setdefault(key, []).append(value)
+        return index
 
     def apply_status_patches(self, api: FakeApi) -> None:
         """What the watch would deliver after the operator's status writes."""
@@ -64,6 +64,8 @@ class World:
             body = self.bodies[("GracefulPolicy", name)]
             body["status"] = {**body.get("status", {}), **copy.deepcopy(patch["status"])}
         api.patches.clear()
+        for auditor in self.watchers:
+            auditor.attach(self.policies())
 
 
 class Clock:
@@ -79,13 +81,22 @@ def make(api: FakeApi, world: World, *, leader: bool = True,
     auditor = Auditor(settings=OperatorSettings(identity="replica-1"), api=api,
                       is_leader=lambda: leader, clock=clock or Clock(),
                       wall=lambda: datetime(2030, 1, 1, tzinfo=UTC))
-    auditor.attach(world.views())
+    world.watch(auditor)
+    auditor.mark_all(evaluate=True)
     return auditor
 
 
 def flush(auditor: Auditor, world: World, namespace: str = "team-a") -> Any:
-    auditor.attach(world.views())
-    return asyncio.run(auditor.flush(namespace))
+    """What :meth:`Auditor.run` does once the namespace is due."""
+    auditor.attach(world.policies())
+    auditor.tracker.pop_due(float("inf"))
+
+    async def flush_and_post() -> Any:
+        report = await auditor.flush(namespace)
+        report.events += await auditor.drain_events()  # what the background poster does
+        return report
+
+    return asyncio.run(flush_and_post())
 
 
 def reasons(api: FakeApi) -> list[str]:
@@ -184,7 +195,7 @@ def test_a_deleted_workload_leaves_the_status_and_the_memory() -> None:
     status = api.patches[0][1]["status"]
     assert (status["matched"], status["mismatches"]) == (0, [])
     assert auditor.reported == {}
-    assert len(auditor.cache) == 0
+    assert len(auditor.audits["team-a"]) == 0
 
 
 def test_a_missing_policy_is_reported_on_the_workload() -> None:
@@ -196,16 +207,41 @@ def test_a_missing_policy_is_reported_on_the_workload() -> None:
         "does not meet the drain budget of GracefulPolicy nope: policy 'nope' not found")
 
 
-def test_stale_pods_of_a_deployment_through_its_replicaset() -> None:
+def test_stale_pods_of_a_paused_deployment_from_its_status() -> None:
     api, world = FakeApi(), World()
     world.put(objects.policy())
-    world.put(objects.compliant_deployment("web", uid="dep"))
-    world.put(objects.replicaset("web-old", "rs-old", "dep"))
-    world.put(objects.pod("web-old-1", "rs-old", grace=30))
+    web = objects.compliant_deployment("web")
+    web["spec"]["paused"] = True
+    web["metadata"]["generation"] = 2
+    web["status"] = {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 0}
+    world.put(web)
     flush(make(api, world), world)
     status = api.patches[0][1]["status"]
     assert status["mismatches"] == [{"kind": "Deployment", "name": "web", "reasons": [
-        "1 pod predates the compliant spec (web-old-1); roll out to apply it"]}]
+        "2 pods predate the compliant spec (the Deployment is paused); roll out to apply it"]}]
+
+
+def test_an_edit_evaluates_only_the_edited_workload() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    for number in range(30):
+        world.put(objects.deployment(f"legacy-{number:02d}"))
+    auditor = make(api, world)
+    assert flush(auditor, world).audited == 30
+    world.apply_status_patches(api)
+    world.put(objects.compliant_deployment("legacy-07"))
+    report = flush(auditor, world)
+    assert (report.audited, report.statuses) == (1, 1)
+    patch = api.patches[0][1]["status"]
+    assert (patch["compliant"], patch["mismatched"]) == (1, 29)
+    assert "observedGeneration" not in patch  # only the keys that changed
+    world.apply_status_patches(api)
+    world.put(objects.policy(timeout=60, generation=2))  # a policy edit: its 30 workloads
+    assert flush(auditor, world).audited == 30
+    status_only = copy.deepcopy(world.bodies[("Deployment", "legacy-03")])
+    status_only["status"] = {"replicas": 1, "readyReplicas": 1}
+    world.put(status_only)  # nothing the audit reads
+    assert flush(auditor, world).audited == 0
 
 
 def test_a_failed_event_is_retried_and_not_remembered() -> None:
@@ -245,23 +281,31 @@ def test_a_new_leader_term_starts_from_the_cluster() -> None:
     assert flush(auditor, world).events == 0
 
 
-def test_the_loop_waits_for_the_indexes_then_flushes_marked_namespaces() -> None:
+def test_the_loop_waits_for_the_listing_then_flushes_marked_namespaces() -> None:
     async def scenario() -> None:
         api, world = FakeApi(), World()
         world.put(objects.policy())
         world.put(objects.deployment("legacy"))
+        world.put(objects.deployment("other"))
+        counts = {"Deployment": 2, "StatefulSet": 0, "DaemonSet": 0, "Pod": 0}
+
+        async def count(kind: str) -> int:
+            return counts[kind]
+
         auditor = Auditor(settings=OperatorSettings(identity="r", quiet=0.01, max_delay=0.05),
-                          api=api)
-        auditor.attach(world.views())
+                          api=api, counter=count)
+        await auditor.count_expected(counts)
+        auditor.attach(world.policies())
         task = asyncio.create_task(auditor.run())
-        await asyncio.sleep(0.1)
-        assert api.calls == []  # kopf has not said the indexes are complete
-        auditor.indexes_ready()
-        for _ in range(100):
+        auditor.observe("Deployment", None, world.bodies[("Deployment", "legacy")])
+        passes = auditor.passes
+        await asyncio.sleep(0)
+        assert auditor.passes == passes and api.calls == []  # one of two listed: no audit
+        auditor.observe("Deployment", None, world.bodies[("Deployment", "other")])
+        while not api.patches:
             await asyncio.sleep(0.01)
-            if api.patches:
-                break
-        assert len(api.patches) == 1 and len(api.events) == 1
+        assert len(api.patches) == 1 and len(api.events) == 2
+        assert api.patches[0][1]["status"]["matched"] == 2
         task.cancel()
 
     asyncio.run(scenario())
@@ -274,33 +318,21 @@ def test_bare_pods_and_statefulsets_are_audited_with_their_own_pods() -> None:
     del bare["metadata"]["ownerReferences"]
     bare["metadata"]["annotations"] = {"graceful.io/policy": "workers"}
     world.put(bare)
-    world.put(objects.compliant_deployment("db", kind="StatefulSet", uid="sts"))
-    world.put(objects.pod("db-0", "sts", owner_kind="StatefulSet", grace=30))
+    db = objects.compliant_deployment("db", kind="StatefulSet", uid="sts")
+    db["spec"]["updateStrategy"] = {"type": "OnDelete"}
+    db["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 0,
+                    "currentRevision": "db-1", "updateRevision": "db-2"}
+    world.put(db)
+    world.put(objects.pod("db-0", "sts", owner_kind="StatefulSet", grace=30))  # not a workload
     flush(make(api, world), world)
     status = api.patches[0][1]["status"]
     assert (status["matched"], status["mismatched"]) == (2, 2)
     assert [(m["kind"], m["name"]) for m in status["mismatches"]] == [
         ("Pod", "solo"), ("StatefulSet", "db")]
     assert status["mismatches"][1]["reasons"] == [
-        "1 pod predates the compliant spec (db-0); roll out to apply it"]
+        "1 pod predates the compliant spec (updateStrategy OnDelete: Pods change only when"
+        " deleted); roll out to apply it"]
     assert {e["involvedObject"]["apiVersion"] for e in api.events} == {"v1", "apps/v1"}
-
-
-def test_pods_of_follows_ownership() -> None:
-    views = Views(policies={}, workloads={},
-                  pods={"rs-1": [{"metadata": {"name": "b"}}, {"metadata": {"name": "a"}}],
-                        "rs-2": [{"metadata": {"name": "c"}}],
-                        "ds": [{"metadata": {"name": "d"}}]},
-                  replicasets={"dep": ["rs-1", "rs-2"]})
-
-    def names(kind: str, uid: str) -> list[str]:
-        return [p["metadata"]["name"] for p in views.pods_of({"kind": kind,
-                                                              "metadata": {"uid": uid}})]
-
-    assert names("Deployment", "dep") == ["a", "b", "c"]
-    assert names("DaemonSet", "ds") == ["d"]
-    assert names("Pod", "ds") == []
-    assert names("Deployment", "unknown") == []
 
 
 def test_the_status_waits_only_for_the_events_of_the_workloads_it_lists() -> None:
@@ -325,3 +357,43 @@ def test_the_status_waits_only_for_the_events_of_the_workloads_it_lists() -> Non
     report = flush(make(api, world), world)
     assert (report.events, report.statuses) == (70, 0)
     assert len({e["involvedObject"]["name"] for e in api.events}) == 120
+
+
+def test_the_metrics_count_audits_verdicts_findings_events_and_writes() -> None:
+    api, world = FakeApi(), World()
+    world.put(objects.policy())
+    world.put(objects.deployment("legacy"))
+    world.put(objects.compliant_deployment("good"))
+    auditor = make(api, world)
+    flush(auditor, world)
+    world.apply_status_patches(api)
+    world.put(objects.compliant_deployment("legacy"))
+    flush(auditor, world)
+    text = auditor.metrics.text().decode()
+
+    def value(sample: str) -> float:
+        [line] = [x for x in text.splitlines() if x.startswith(sample + " ")]
+        return float(line.split()[-1])
+
+    assert value("graceful_operator_audits_total") == 2
+    assert value("graceful_operator_evaluations_total") == 3  # 2, then only the edited one
+    assert value('graceful_operator_workloads{verdict="compliant"}') == 2
+    assert value('graceful_operator_workloads{verdict="mismatched"}') == 0
+    assert value('graceful_operator_findings{code="PreStopMissing"}') == 0
+    assert value('graceful_operator_events_posted_total{type="Warning"}') == 1
+    assert value('graceful_operator_events_posted_total{type="Normal"}') == 1
+    assert value("graceful_operator_status_writes_total") == 2
+    assert value("graceful_operator_audit_duration_seconds_count") == 2
+
+
+def test_a_relisting_after_the_first_counts_one_watch_restart() -> None:
+    api, world, clock = FakeApi(), World(), Clock()
+    world.put(objects.deployment("a"))
+    world.put(objects.deployment("b"))
+    auditor = make(api, world, clock=clock)
+    assert auditor.gate.complete()
+    for body in world.bodies.values():  # kopf listed Deployments again (410 Gone, say)
+        auditor.observe("Deployment", None, body)
+    clock.now += 60
+    auditor.observe("Deployment", None, world.bodies[("Deployment", "a")])
+    assert auditor.metrics.watch_restarts.labels("Deployment")._value.get() == 2

@@ -133,3 +133,19 @@ def test_serves_then_stops_cleanly_on_sigterm(files: dict[str, Path]) -> None:
             process.wait()
 
 
+
+
+def test_the_environment_feeds_what_no_flag_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``GRACEFUL_WEBHOOK_PORT`` takes effect unless ``--port`` is given (issue 14)."""
+    import argparse  # noqa: PLC0415
+
+    from graceful.webhook.cli import add_arguments  # noqa: PLC0415
+    from graceful.webhook.settings import WebhookSettings  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    monkeypatch.setenv("GRACEFUL_WEBHOOK_PORT", "9443")
+    args = parser.parse_args(["--cert", "c", "--key", "k"])
+    assert not hasattr(args, "port")
+    assert WebhookSettings().port == 9443
+    assert parser.parse_args(["--cert", "c", "--key", "k", "--port", "1"]).port == 1

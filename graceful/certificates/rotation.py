@@ -56,6 +56,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from graceful.certificates import issuer
+
 #: The Secret's keys.
 TLS_CRT: Final = "tls.crt"
 TLS_KEY: Final = "tls.key"
@@ -412,72 +414,27 @@ def decide(stored: Stored | None, policy: CertificatePolicy, now: dt.datetime, *
 
 
 def _pem_key(key: SigningKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return issuer.key_pem(key)
 
 
 def _pem_cert(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return issuer.cert_pem(cert)
 
 
 def new_ca(now: dt.datetime, lifetime: dt.timedelta) -> tuple[x509.Certificate,
                                                                  ec.EllipticCurvePrivateKey]:
     """A self-signed CA valid from ``now - BACKDATE`` to ``now + lifetime``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "graceful-operator"),
-        x509.NameAttribute(NameOID.COMMON_NAME,
-                           f"{CA_COMMON_NAME}@{int(now.timestamp())}"),
-    ])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE).not_valid_after(now + lifetime)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    subject = issuer.name(f"{CA_COMMON_NAME}@{int(now.timestamp())}", ["graceful-operator"])
+    return issuer.self_signed_ca(subject, not_before=now - BACKDATE, not_after=now + lifetime)
 
 
 def new_serving(ca: x509.Certificate, ca_key: SigningKey, hosts: Iterable[str],
                 now: dt.datetime, lifetime: dt.timedelta) -> tuple[bytes, bytes]:
     """A serving certificate (PEM) for ``hosts`` and its key (PEM), never outliving ``ca``."""
     hosts = list(hosts)
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    not_after = min(now + lifetime, ca.not_valid_after_utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64])]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(max(now - BACKDATE, ca.not_valid_before_utc))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_encipherment=False, content_commitment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False,
-            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    cert, key = issuer.issue(ca, ca_key, issuer.name(hosts[0][:64]), hosts=hosts, server=True,
+                             not_before=max(now - BACKDATE, ca.not_valid_before_utc),
+                             not_after=min(now + lifetime, ca.not_valid_after_utc))
     return _pem_cert(cert), _pem_key(key)
 
 
