@@ -1,11 +1,12 @@
 """``python -m testenv.render``: regenerate the generated files in ``manifests/``.
 
-Two install files are not written by hand, so they can never drift from
-their source:
+The install files below are not written by hand, so they can never drift
+from their source:
 
 - ``01-crd-gracefulpolicy.yaml``, a copy of ``crds/gracefulpolicy.yaml``
   (kustomize refuses files outside its directory, so the CRD is copied, not
-  referenced);
+  referenced), and the same copy in the Helm chart's ``crds/`` (Helm reads
+  CRDs only from the chart's own directory);
 - ``50-webhook-configuration.yaml``, from
   :func:`graceful.webhook.config.webhook_configuration`, the same function the
   e2e tests and ``graceful demo`` register the webhook with.
@@ -25,6 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CRD_SOURCE = Path("crds/gracefulpolicy.yaml")
 CRD_TARGET = Path("manifests/01-crd-gracefulpolicy.yaml")
+CHART_CRD_TARGET = Path("charts/graceful-operator/crds/gracefulpolicy.yaml")
 WEBHOOK_TARGET = Path("manifests/50-webhook-configuration.yaml")
 #: The in-cluster names the webhook configuration points at.
 NAMESPACE = "graceful-system"
@@ -59,7 +61,8 @@ def webhook_configuration() -> str:
 
 def rendered(root: Path = ROOT) -> dict[Path, str]:
     """Every generated file, by its path relative to the repository."""
-    return {CRD_TARGET: crd(root), WEBHOOK_TARGET: webhook_configuration()}
+    return {CRD_TARGET: crd(root), WEBHOOK_TARGET: webhook_configuration(),
+            CHART_CRD_TARGET: crd(root)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.append(relative)
         if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {relative}")
     if args.check and stale:
