@@ -38,8 +38,8 @@ def template(helm: Helm, *sets: str, namespace: str = NAMESPACE) -> list[dict[st
 
 def keyed(objs: list[dict[str, Any]], strip_helm: bool = False) -> dict[Key, dict[str, Any]]:
     found: dict[Key, dict[str, Any]] = {}
-    for obj in objs:
-        obj = copy.deepcopy(obj)
+    for original in objs:
+        obj = copy.deepcopy(original)
         if strip_helm:
             labels = obj["metadata"].get("labels", {})
             assert {k: labels.pop(k) for k in HELM_LABELS} == {
