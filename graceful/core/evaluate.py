@@ -245,7 +245,7 @@ class _Planner:
                                  if f.code is not FindingCode.UnreadableTimeout)
         elif patch:
             self.warnings.insert(0, warning(budget.explain()))
-        return Decision(opted_in=True, policy_name=self.policy.name, policy=self.policy,
+        return Decision(opted_in=True, policy_name=self.policy.reference, policy=self.policy,
                         plan=plan, patch=patch, warnings=_unique(self.warnings),
                         findings=self.findings, admitted=admitted)
 
