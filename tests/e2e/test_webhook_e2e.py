@@ -376,7 +376,7 @@ def test_shared_case_through_the_api_server(webhook: Webhook, kubectl: Kubectl, 
         until(admitted, what="the webhook to apply the case's policies")
         warnings = warnings_in(answers[-1].stderr)
         for expected in case.expect.warnings_contain:
-            assert any(expected in w for w in warnings), (expected, out.stderr)
+            assert any(expected in w for w in warnings), (expected, warnings)
     finally:
         for policy_obj in cluster:
             kubectl("delete", "clustergracefulpolicy", policy_obj["metadata"]["name"],
