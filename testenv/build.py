@@ -134,7 +134,8 @@ def cache_key(component: Component) -> str:
     digest.update((_GOMOD_DIR / component.name / "main.go").read_bytes())
     digest.update(ldflags(component).encode())
     digest.update(component.module.encode())
-    digest.update(component.package.encode())
+    if component.package != ".":  # only then: the other binaries keep the keys they are cached by
+        digest.update(component.package.encode())
     return f"{component.name}-{component.version}-{digest.hexdigest()[:10]}"
 
 
@@ -257,11 +258,13 @@ def ensure_binaries(progress: Progress = print, *, node: bool = False) -> Binari
 
 
 def main() -> int:
-    """``python -m testenv``: build everything, print the paths."""
+    """``python -m testenv``: build everything (helm too), print the paths."""
     started = dt.datetime.now(dt.UTC)
     binaries = ensure_binaries(node="--node" in sys.argv[1:])
     for name, path in vars(binaries).items():
         print(f"{name}: {path}")
+    # not the cluster's, but its CI's: the chart is linted, rendered and installed with it
+    print(f"helm: {find_helm()}")
     print(f"ready in {(dt.datetime.now(dt.UTC) - started).total_seconds():.1f}s")
     return 0
 

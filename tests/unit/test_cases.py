@@ -20,7 +20,8 @@ def test_the_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case(case: Case) -> None:
-    decision = evaluate(case.object, case.graceful_policies(), ns_labels=case.ns_labels(), previous=case.previous)
+    decision = evaluate(case.object, case.graceful_policies(), ns_labels=case.ns_labels(),
+                        previous=case.previous)
     expect = case.expect
     assert decision.opted_in is expect.opted_in
     assert sorted(f.code.value for f in decision.findings) == sorted(expect.findings)
