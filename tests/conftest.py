@@ -120,6 +120,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         print(f"node images: {msg}", flush=True)
 
     try:
+        if any("helm" in getattr(item, "fixturenames", ()) for item in session.items):
+            find_helm(progress)  # built (if need be) while the Go module proxy is reachable
         stash[_NODE_IMAGES] = node_images(progress) + [
             build(progress) for build in _extra_image_builders(session.items)]
         # Keep a handle on the host's namespace: the few steps that need a package
