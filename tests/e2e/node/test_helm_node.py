@@ -118,6 +118,49 @@ def test_install_brings_up_a_working_product(release: Cluster, node_kubectl: Kub
              timeout=120)
 
 
+def test_a_cluster_policy_serves_a_namespace_without_its_own(
+        release: Cluster, node_kubectl: Kubectl, node_namespace: str) -> None:
+    """The release's webhook watches ClusterGracefulPolicies and Namespaces with its RBAC."""
+    kubectl = node_kubectl
+    name = f"default-{node_namespace}"
+    cluster_policy = {
+        "apiVersion": "graceful.io/v1alpha1", "kind": "ClusterGracefulPolicy",
+        "metadata": {"name": name},
+        "spec": {"namespaceSelector": {"matchLabels": {"graceful.io/budget": node_namespace}},
+                 "selector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+                 "gracefulTimeoutSeconds": 7,
+                 "drain": {"preStopSleepSeconds": 1, "safetyMarginSeconds": 1}}}
+    kubectl("label", "namespace", node_namespace, f"graceful.io/budget={node_namespace}")
+    apply_objects(kubectl, cluster_policy)
+    try:
+        plain = deployment(node_namespace, "plain")
+        del plain["metadata"]["annotations"]["graceful.io/policy"]
+        plain["metadata"]["labels"] = {"app": "plain"}
+
+        def mutated() -> dict[str, Any] | None:
+            proc = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                           input=json.dumps(plain), check=False)
+            spec = json.loads(proc.stdout)["spec"]["template"]["spec"] if (
+                proc.returncode == 0) else {}
+            return spec if spec.get("terminationGracePeriodSeconds") != 10 else None
+
+        spec = wait_for(mutated, "the webhook to apply the cluster policy", timeout=120)
+        assert spec["terminationGracePeriodSeconds"] == 1 + 20 + 1
+        # a policy of the namespace that selects the workload wins
+        own = policy(node_namespace, name="own", prestop=3, margin=3,
+                     selector={"matchLabels": {"app": "plain"}})
+        apply_objects(kubectl, own)
+
+        def own_wins() -> dict[str, Any] | None:
+            found = mutated()
+            return found if found and found["terminationGracePeriodSeconds"] == 26 else None
+
+        spec = wait_for(own_wins, "the namespace's own policy to win (3 + 20 + 3)", timeout=120)
+        assert spec["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+    finally:
+        kubectl("delete", "cgp", name, "--ignore-not-found", check=False)
+
+
 def test_upgrade_keeps_the_certificate_secret(release: Cluster, node_kubectl: Kubectl,
                                               helm: Helm, node_namespace: str) -> None:
     kubectl = node_kubectl
