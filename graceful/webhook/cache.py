@@ -498,14 +498,20 @@ class KubernetesPolicyApi:
             return self._core.list_namespace(**kwargs)
         return self._custom.list_cluster_custom_object(GROUP, VERSION, self._plural, **kwargs)
 
+    def _missing_crd(self, exc: Exception) -> bool:
+        """A 404 for ClusterGracefulPolicies: the CRD is not installed, not a failure."""
+        return getattr(exc, "status", None) == 404 and self._plural == CLUSTER_PLURAL
+
     def list(self) -> tuple[list[Mapping[str, Any]], str]:
         try:
             result: Any = self._call(_request_timeout=(self._connect_timeout, 30))
         except self._api_exception as exc:
-            if getattr(exc, "status", None) == 404 and self._plural == CLUSTER_PLURAL:
+            if self._missing_crd(exc):
                 # No ClusterGracefulPolicy CRD (an older install): nothing to cache. The
                 # watch from "" retries until it exists, and then starts with an ADDED
                 # event for every object, so nothing created meanwhile is missed.
+                log.info("no ClusterGracefulPolicy CRD in the cluster: cluster policies"
+                         " apply once it is installed")
                 return [], ""
             raise
         if self._plural == "namespaces":
@@ -524,6 +530,8 @@ class KubernetesPolicyApi:
         except self._api_exception as exc:
             if getattr(exc, "status", None) == 410:
                 raise ResourceGone(str(exc)) from None
+            if self._missing_crd(exc):
+                return  # still no CRD: an empty watch, retried after the reflector's backoff
             raise
         self._response = response
         try:

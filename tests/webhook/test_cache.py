@@ -350,3 +350,50 @@ def test_fetch_reads_a_cluster_policy_without_a_namespace() -> None:
     local = cache.fetch("team-a", "workers")
     assert local is not None and not local.cluster
     assert asked == [("", "wide"), ("team-a", "workers")]
+
+
+class _Missing:
+    """CustomObjectsApi of a cluster without the ClusterGracefulPolicy CRD."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.calls = 0
+
+    def list_cluster_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client import ApiException  # noqa: PLC0415
+
+        self.calls += 1
+        raise ApiException(status=self.status, reason="Not Found")
+
+
+def _api(plural: str, status: int) -> Any:
+    from kubernetes.client import ApiClient  # noqa: PLC0415
+
+    from graceful.webhook.cache import KubernetesPolicyApi  # noqa: PLC0415
+
+    api = KubernetesPolicyApi(ApiClient(), plural=plural)
+    api._custom = _Missing(status)  # type: ignore[assignment]
+    return api
+
+
+def test_a_missing_cluster_policy_crd_is_an_empty_list_and_quiet_watches(
+        caplog: pytest.LogCaptureFixture) -> None:
+    api = _api("clustergracefulpolicies", 404)
+    with caplog.at_level(logging.INFO):
+        assert api.list() == ([], "")
+        assert list(api.watch("", 5)) == [] and list(api.watch("", 5)) == []
+    assert api._custom.calls == 3
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "no ClusterGracefulPolicy CRD" in caplog.text
+
+
+@pytest.mark.parametrize(("plural", "status"), [("gracefulpolicies", 404),
+                                                ("clustergracefulpolicies", 403)])
+def test_other_failures_still_raise(plural: str, status: int) -> None:
+    from kubernetes.client import ApiException  # noqa: PLC0415
+
+    api = _api(plural, status)
+    with pytest.raises(ApiException):
+        api.list()
+    with pytest.raises(ApiException):
+        list(api.watch("1", 5))
