@@ -9,7 +9,9 @@ hash of the wrapper source and build flags, under
 repository.
 
 Each component has a tiny wrapper module in ``gomod/<name>/main.go`` that calls
-the upstream entry point. Its ``go.mod`` is generated here from
+the upstream entry point (for helm, whose command is itself a ``main``
+package, a ``tools`` file that only pins it: the builder then builds the
+upstream package as it is). Its ``go.mod`` is generated here from
 ``versions.py``: for ``k8s.io/kubernetes`` a ``replace`` line is added for every
 staging module its own ``go.mod`` redirects to ``./staging/src/...``, pointing
 at the published ``v0.x.y`` release instead.
@@ -52,6 +54,9 @@ class Component:
     name: str
     module: str
     version: str
+    #: The Go package ``go build`` builds: the wrapper (``.``), or an upstream
+    #: main package that cannot be imported by a wrapper.
+    package: str = "."
 
     @property
     def kubernetes(self) -> bool:
@@ -67,6 +72,8 @@ KUBECTL = Component("kubectl", "k8s.io/kubernetes", versions.KUBERNETES)
 KUBE_SCHEDULER = Component("kube-scheduler", "k8s.io/kubernetes", versions.KUBERNETES)
 KUBELET = Component("kubelet", "k8s.io/kubernetes", versions.KUBERNETES)
 KUBE_PROXY = Component("kube-proxy", "k8s.io/kubernetes", versions.KUBERNETES)
+#: The Helm chart's CI (lint, template, install/upgrade/uninstall on the local cluster).
+HELM = Component("helm", "helm.sh/helm/v3", versions.HELM, package="helm.sh/helm/v3/cmd/helm")
 CONTROL_PLANE = (ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)
 #: What ``graceful cluster up --node`` adds: Pods are scheduled, run and reached by ClusterIP.
 NODE = (KUBE_SCHEDULER, KUBELET, KUBE_PROXY)
@@ -92,8 +99,22 @@ def cache_root() -> Path:
 
 
 def ldflags(component: Component) -> str:
-    """Linker flags; Kubernetes binaries get their version stamped with ``-X``."""
+    """Linker flags; Kubernetes binaries and helm get their version stamped with ``-X``.
+
+    helm is also told the Kubernetes release it renders for when it has no
+    cluster (``helm template``'s ``.Capabilities.KubeVersion``, ``helm lint``'s
+    deprecation checks): the local cluster's, as upstream's Makefile does
+    with the client-go it is built with.
+    """
     flags = ["-s", "-w"]
+    if component.name == "helm":
+        major, minor = versions.KUBERNETES.removeprefix("v").split(".")[:2]
+        flags += [
+            f"-X helm.sh/helm/v3/internal/version.version={component.version}",
+            "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        ]
+        for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+            flags += [f"-X {pkg}.k8sVersionMajor={major}", f"-X {pkg}.k8sVersionMinor={minor}"]
     if component.kubernetes:
         major, minor = component.version.removeprefix("v").split(".")[:2]
         for pkg in _VERSION_PKGS:
@@ -113,6 +134,8 @@ def cache_key(component: Component) -> str:
     digest.update((_GOMOD_DIR / component.name / "main.go").read_bytes())
     digest.update(ldflags(component).encode())
     digest.update(component.module.encode())
+    if component.package != ".":  # only then: the other binaries keep the keys they are cached by
+        digest.update(component.package.encode())
     return f"{component.name}-{component.version}-{digest.hexdigest()[:10]}"
 
 
@@ -185,7 +208,10 @@ def build(component: Component, progress: Progress = print) -> Path:
         partial = target.with_name(target.name + ".partial")
         partial.parent.mkdir(parents=True, exist_ok=True)
         _run(
-            ["go", "build", "-trimpath", "-ldflags", ldflags(component), "-o", str(partial), "."],
+            [
+                "go", "build", "-trimpath", "-ldflags", ldflags(component),
+                "-o", str(partial), component.package,
+            ],
             workdir,
             env,
         )
@@ -201,6 +227,18 @@ def find_kubectl(progress: Progress = print) -> Path:
     if found:
         return Path(found)
     return build(KUBECTL, progress)
+
+
+def find_helm(progress: Progress = print) -> Path:
+    """helm built from the pinned module (``GRACEFUL_HELM`` overrides it).
+
+    The machine's own helm is not used: the chart's tests assert on what one
+    pinned release renders.
+    """
+    found = os.environ.get("GRACEFUL_HELM")
+    if found:
+        return Path(found)
+    return build(HELM, progress)
 
 
 def ensure_binaries(progress: Progress = print, *, node: bool = False) -> Binaries:
@@ -220,11 +258,13 @@ def ensure_binaries(progress: Progress = print, *, node: bool = False) -> Binari
 
 
 def main() -> int:
-    """``python -m testenv``: build everything, print the paths."""
+    """``python -m testenv``: build everything (helm too), print the paths."""
     started = dt.datetime.now(dt.UTC)
     binaries = ensure_binaries(node="--node" in sys.argv[1:])
     for name, path in vars(binaries).items():
         print(f"{name}: {path}")
+    # not the cluster's, but its CI's: the chart is linted, rendered and installed with it
+    print(f"helm: {find_helm()}")
     print(f"ready in {(dt.datetime.now(dt.UTC) - started).total_seconds():.1f}s")
     return 0
 

@@ -16,6 +16,9 @@ KUBERNETES: Final = "v1.37.2"
 #: etcd server release (a v3.6 release, as the Kubernetes release notes require).
 ETCD: Final = "v3.6.16"
 
+#: Helm release that renders, lints and installs ``charts/graceful-operator``.
+HELM: Final = "v3.22.0"
+
 #: The staging modules (k8s.io/api, k8s.io/apiserver, ...) are published as
 #: v0.<minor>.<patch> for Kubernetes v1.<minor>.<patch>.
 STAGING: Final = "v0." + KUBERNETES.removeprefix("v1.")

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from testenv import ControlPlane
-from testenv.build import find_kubectl
+from testenv.build import find_helm, find_kubectl
 from testenv.netns import NetworkNamespace
 
 _NODE_NETNS = pytest.StashKey[NetworkNamespace]()
@@ -120,6 +120,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         print(f"node images: {msg}", flush=True)
 
     try:
+        if any("helm" in getattr(item, "fixturenames", ()) for item in session.items):
+            find_helm(progress)  # built (if need be) while the Go module proxy is reachable
         stash[_NODE_IMAGES] = node_images(progress) + [
             build(progress) for build in _extra_image_builders(session.items)]
         # Keep a handle on the host's namespace: the few steps that need a package
@@ -205,6 +207,45 @@ def _kubectl_for(cluster: Cluster) -> Kubectl:
         return proc
 
     return run
+
+
+class Helm:
+    """The pinned helm (built from Go modules), with a private home and an optional cluster.
+
+    helm keeps repositories, plugins and caches under its home directories; a
+    directory of the session keeps the machine's own configuration out of the
+    tests and the tests out of it.
+    """
+
+    def __init__(self, binary: Path, home: Path) -> None:
+        self.binary = binary
+        self.home = home
+
+    def __call__(self, *args: str, kubeconfig: Path | None = None, check: bool = True,
+                 timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
+               "HELM_CONFIG_HOME": str(self.home / "config"),
+               "HELM_CACHE_HOME": str(self.home / "cache"),
+               "HELM_DATA_HOME": str(self.home / "data")}
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
+        proc = subprocess.run([str(self.binary), *args], capture_output=True, text=True,
+                              env=env, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """helm at the release pinned in testenv/versions.py (built once per machine)."""
+    return Helm(find_helm(), tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="session")
+def kubectl_binary() -> Path:
+    return find_kubectl()
 
 
 @pytest.fixture

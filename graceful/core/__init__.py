@@ -14,6 +14,11 @@ from graceful.core.names import (
     ANNOTATION_POLICY,
     ANNOTATION_TIMEOUT,
     API_VERSION,
+    CLUSTER_KIND,
+    CLUSTER_PLURAL,
+    CLUSTER_POLICY_PREFIX,
+    CLUSTER_SHORT_NAME,
+    CLUSTER_SINGULAR,
     DEFAULT_OPERATOR_NAMESPACE,
     GROUP,
     KIND,
@@ -27,6 +32,7 @@ from graceful.core.patch import Pointer, escape
 from graceful.core.plan import ContainerPlan, Plan, ReadinessPlan
 from graceful.core.podspec import is_bare_pod
 from graceful.core.policy import (
+    ClusterPolicySpec,
     Drain,
     GracefulPolicy,
     LabelSelector,
@@ -40,7 +46,7 @@ from graceful.core.policy import (
 )
 from graceful.core.report import WorkloadResult, summarize
 from graceful.core.rollout import Rollout, rollout_of
-from graceful.core.selection import selector_matches
+from graceful.core.selection import namespace_labels, selector_matches, serves
 from graceful.core.stale import stale_pods
 from graceful.core.timeout_sources import Timeout
 
@@ -48,6 +54,11 @@ __all__ = [
     "ANNOTATION_POLICY",
     "ANNOTATION_TIMEOUT",
     "API_VERSION",
+    "CLUSTER_KIND",
+    "CLUSTER_PLURAL",
+    "CLUSTER_POLICY_PREFIX",
+    "CLUSTER_SHORT_NAME",
+    "CLUSTER_SINGULAR",
     "DEFAULT_OPERATOR_NAMESPACE",
     "GROUP",
     "KIND",
@@ -59,6 +70,7 @@ __all__ = [
     "VERSION",
     "WORKLOAD_KINDS",
     "Budget",
+    "ClusterPolicySpec",
     "ContainerPlan",
     "Decision",
     "Drain",
@@ -84,9 +96,11 @@ __all__ = [
     "invalid_policy_message",
     "is_bare_pod",
     "is_compliant",
+    "namespace_labels",
     "parse_seconds",
     "rollout_of",
     "selector_matches",
+    "serves",
     "stale_pods",
     "summarize",
 ]

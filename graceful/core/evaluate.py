@@ -22,6 +22,7 @@ from graceful.core.findings import Finding, FindingCode, clip, is_compliant, war
 from graceful.core.names import (
     ANNOTATION_PRESTOP_SECONDS,
     BATCH_KINDS,
+    CLUSTER_POLICY_PREFIX,
     GROUP,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
@@ -77,12 +78,19 @@ class Decision:
 
 def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
              invalid: Mapping[str, str] | None = None, *,
-             previous: Mapping[str, Any] | None = None) -> Decision:
+             previous: Mapping[str, Any] | None = None,
+             ns_labels: Mapping[str, str] | None = None) -> Decision:
     """Decide the shutdown settings of ``obj`` under the policies of its namespace.
 
     ``invalid`` maps the names of the namespace's policies that exist but cannot
     be used to their :class:`PolicyError` text, so that a workload naming one is
     told it is invalid and why, not that it is missing.
+
+    ``policies`` may include ClusterGracefulPolicies; they apply only where
+    ``ns_labels`` (the namespace's labels, see
+    :func:`graceful.core.selection.namespace_labels`) match their
+    ``namespaceSelector``. ``invalid`` names an invalid cluster policy
+    ``cluster/NAME``, as a workload's annotation does.
 
     ``previous`` is the stored object of an UPDATE. When its pod template and
     its ``graceful.io/*`` annotations equal ``obj``'s, nothing is mutated (an
@@ -93,7 +101,7 @@ def evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
     Never raises on a malformed object: it returns a decision with a warning
     (and, when the object opted in, an ``UnreadableWorkload`` finding).
     """
-    decision = _evaluate(obj, policies, invalid)
+    decision = _evaluate(obj, policies, invalid, ns_labels)
     if previous is None or not decision.patch or not same_template(previous, obj):
         return decision
     return replace(decision, patch=[], admitted=obj, warnings=_unique([
@@ -130,14 +138,15 @@ def same_template(previous: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
 
 
 def _evaluate(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
-              invalid: Mapping[str, str] | None = None) -> Decision:
+              invalid: Mapping[str, str] | None,
+              ns_labels: Mapping[str, str] | None) -> Decision:
     try:
         annotations = annotations_of(obj)
         labels = labels_of(obj)
     except UnreadableObject as exc:
         return Decision(opted_in=False, warnings=[warning(f"cannot read the object: {exc}")],
                         admitted=obj if isinstance(obj, Mapping) else None)
-    selection = select(annotations, labels, policies)
+    selection = select(annotations, labels, policies, ns_labels)
     if not selection.opted_in:
         return Decision(opted_in=False, admitted=obj)
     name = selection.policy_name or ""
@@ -165,6 +174,8 @@ def _unusable(name: str, error: str | None, obj: Mapping[str, Any]) -> Decision:
     """The decision for an annotation naming a policy that is missing, or there but invalid."""
     if error is None:
         code, message = FindingCode.PolicyNotFound, f"policy {clip(name)!r} not found"
+        if name.startswith(CLUSTER_POLICY_PREFIX):
+            message += " or not for this namespace"
     else:
         code = FindingCode.PolicyInvalid
         message = f"policy {clip(name)!r} is invalid: {invalid_policy_message(error)}"
@@ -234,7 +245,7 @@ class _Planner:
                                  if f.code is not FindingCode.UnreadableTimeout)
         elif patch:
             self.warnings.insert(0, warning(budget.explain()))
-        return Decision(opted_in=True, policy_name=self.policy.name, policy=self.policy,
+        return Decision(opted_in=True, policy_name=self.policy.reference, policy=self.policy,
                         plan=plan, patch=patch, warnings=_unique(self.warnings),
                         findings=self.findings, admitted=admitted)
 

@@ -17,6 +17,18 @@ PLURAL: Final = "gracefulpolicies"
 SINGULAR: Final = "gracefulpolicy"
 SHORT_NAME: Final = "gp"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
+#: The cluster-scoped policy: the same spec plus a namespaceSelector.
+CLUSTER_KIND: Final = "ClusterGracefulPolicy"
+CLUSTER_PLURAL: Final = "clustergracefulpolicies"
+CLUSTER_SINGULAR: Final = "clustergracefulpolicy"
+CLUSTER_SHORT_NAME: Final = "cgp"
+#: ``graceful.io/policy: cluster/NAME`` names a ClusterGracefulPolicy. A ``/``
+#: is never part of an object name, so the value cannot be mistaken for a
+#: GracefulPolicy of the namespace.
+CLUSTER_POLICY_PREFIX: Final = "cluster/"
+#: The label the API server puts on every Namespace (its name): a
+#: namespaceSelector can always use it, even for a namespace we know nothing else of.
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 ANNOTATION_POLICY: Final = "graceful.io/policy"
 ANNOTATION_TIMEOUT: Final = "graceful.io/graceful-timeout"

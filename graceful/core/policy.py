@@ -1,5 +1,10 @@
 """The GracefulPolicy, as typed Python that mirrors ``crds/gracefulpolicy.yaml``.
 
+A ClusterGracefulPolicy (``crds/clustergracefulpolicy.yaml``) is the same
+model with ``kind`` set and one more spec field, ``namespaceSelector``: the
+engine decides with either, and :mod:`graceful.core.selection` alone decides
+which one a workload gets.
+
 Why mirror the CRD instead of trusting the API server: the webhook and the
 operator also build policies from objects that never went through validation
 (a cache primed from a file, a test, ``graceful audit -f``). The models repeat
@@ -20,7 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from graceful.core.duration import MAX_SECONDS
-from graceful.core.names import API_VERSION, KIND
+from graceful.core.names import API_VERSION, CLUSTER_KIND, CLUSTER_POLICY_PREFIX, KIND
 
 Mode = Literal["Enforce", "Audit"]
 PreStopAction = Literal["Sleep", "Exec"]
@@ -216,6 +221,18 @@ class PolicySpec(BaseModel):
         return min(self.budget_seconds(), self.drain.max_grace_period_seconds)
 
 
+class ClusterPolicySpec(PolicySpec):
+    """``spec`` of a ClusterGracefulPolicy: a GracefulPolicy's plus the namespaces it serves."""
+
+    namespace_selector: LabelSelector = Field(alias="namespaceSelector")
+    """The namespaces (by their labels) the policy is a default for. Required and never
+    empty, like ``selector``: a budget for every namespace of the cluster is written
+    out (``kubernetes.io/metadata.name Exists``), never implied."""
+
+
+PolicyKind = Literal["GracefulPolicy", "ClusterGracefulPolicy"]
+
+
 class Mismatch(BaseModel):
     """One workload that does not meet the policy, in the status."""
 
@@ -239,6 +256,12 @@ class Condition(BaseModel):
     message: Annotated[str, Field(max_length=32768)] = ""
 
 
+class ClusterMismatch(Mismatch):
+    """A mismatched workload in a ClusterGracefulPolicy's status: it also says where."""
+
+    namespace: Annotated[str, Field(min_length=1, max_length=63)]
+
+
 class PolicyStatus(BaseModel):
     """What the operator reports (``status`` of a GracefulPolicy)."""
 
@@ -255,6 +278,17 @@ class PolicyStatus(BaseModel):
     conditions: Annotated[list[Condition], Field(max_length=8)] = []
 
 
+#: Narrowed in a subclass, as pydantic intends; mypy sees only list invariance.
+_ClusterMismatches = Annotated[list[ClusterMismatch], Field(max_length=MAX_MISMATCHES)]
+
+
+class ClusterPolicyStatus(PolicyStatus):
+    """``status`` of a ClusterGracefulPolicy: the counts over every namespace it serves."""
+
+    # narrowing a field in a subclass is what pydantic means here; mypy sees list invariance
+    mismatches: _ClusterMismatches = []  # type: ignore[assignment]
+
+
 class GracefulPolicy(BaseModel):
     """A GracefulPolicy object: its identity and its spec (and status, if read back)."""
 
@@ -266,6 +300,18 @@ class GracefulPolicy(BaseModel):
     labels: dict[str, str] = {}
     spec: PolicySpec = PolicySpec()
     status: PolicyStatus | None = None
+    kind: PolicyKind = KIND
+    """ClusterGracefulPolicy objects carry a :class:`ClusterPolicySpec`."""
+
+    @property
+    def cluster(self) -> bool:
+        """A ClusterGracefulPolicy (cluster-scoped)."""
+        return self.kind == CLUSTER_KIND
+
+    @property
+    def reference(self) -> str:
+        """How ``graceful.io/policy`` names this policy: ``NAME`` or ``cluster/NAME``."""
+        return f"{CLUSTER_POLICY_PREFIX}{self.name}" if self.cluster else self.name
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> GracefulPolicy:
@@ -274,18 +320,22 @@ class GracefulPolicy(BaseModel):
             raise PolicyError("policy: not an object")
         if obj.get("apiVersion", API_VERSION) != API_VERSION:
             raise PolicyError(f"apiVersion: expected {API_VERSION}")
-        if obj.get("kind", KIND) != KIND:
-            raise PolicyError(f"kind: expected {KIND}")
+        kind = obj.get("kind", KIND)
+        if kind not in (KIND, CLUSTER_KIND):
+            raise PolicyError(f"kind: expected {KIND} or {CLUSTER_KIND}")
         metadata = obj.get("metadata")
         if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
             raise PolicyError("metadata.name: required")
-        spec = _validate(PolicySpec, obj.get("spec"), "spec")
+        spec_model: type[PolicySpec] = ClusterPolicySpec if kind == CLUSTER_KIND else PolicySpec
+        spec = _validate(spec_model, obj.get("spec"), "spec")
+        status_model = ClusterPolicyStatus if kind == CLUSTER_KIND else PolicyStatus
         raw_status = obj.get("status")
-        status = None if raw_status is None else _validate(PolicyStatus, raw_status, "status")
+        status = None if raw_status is None else _validate(status_model, raw_status, "status")
         try:
             return cls(
                 name=metadata["name"],
-                namespace=metadata.get("namespace") or "",
+                kind=kind,
+                namespace="" if kind == CLUSTER_KIND else metadata.get("namespace") or "",
                 generation=metadata.get("generation") or 0,
                 labels=metadata.get("labels") or {},
                 spec=spec,
@@ -298,11 +348,11 @@ class GracefulPolicy(BaseModel):
         """The policy as an API object (spec with every default filled in)."""
         obj: dict[str, Any] = {
             "apiVersion": API_VERSION,
-            "kind": KIND,
+            "kind": self.kind,
             "metadata": {"name": self.name},
             "spec": _without_empty(self.spec.model_dump(by_alias=True, exclude_none=True)),
         }
-        if self.namespace:
+        if self.namespace and not self.cluster:
             obj["metadata"]["namespace"] = self.namespace
         if self.labels:
             obj["metadata"]["labels"] = dict(self.labels)

@@ -75,10 +75,11 @@ def audit(inventory: Inventory, *, admitted: bool = False) -> list[Result]:
     """Evaluate every workload of ``inventory`` under the policies of its namespace."""
     results = []
     for namespace, doc in inventory.workloads:
-        policies = inventory.policies.get(namespace, [])
-        decision = evaluate(doc.obj, policies)
+        policies = inventory.policies_for(namespace)
+        labels = inventory.labels_for(namespace)
+        decision = evaluate(doc.obj, policies, ns_labels=labels)
         findings = decision.findings
-        after = (evaluate(decision.admitted, policies)
+        after = (evaluate(decision.admitted, policies, ns_labels=labels)
                  if decision.patch and decision.admitted is not None else None)
         fixed = bool(findings) and after is not None and not after.findings
         if admitted and after is not None:

@@ -124,7 +124,7 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
                  " the timeline Kubernetes gives it:"]
     else:
         drain = policy.spec.drain
-        lines = [f"{title}: policy {policy.name} ({policy.spec.mode}): preStop"
+        lines = [f"{title}: policy {policy.reference} ({policy.spec.mode}): preStop"
                  f" {drain.pre_stop_sleep_seconds}s, margin {drain.safety_margin_seconds}s,"
                  f" ceiling {drain.max_grace_period_seconds}s"]
     admitted = decision.admitted if decision.patch else None
@@ -188,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     width = max(width, 40)
     blocks = []
     for namespace, doc in found.workloads:
-        decision = evaluate(doc.obj, found.policies.get(namespace, []))
+        decision = evaluate(doc.obj, found.policies_for(namespace),
+                            ns_labels=found.labels_for(namespace))
         try:
             blocks.append("\n".join(_describe(doc, namespace, decision, width)))
         except UnreadableObject as exc:

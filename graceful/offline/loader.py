@@ -19,13 +19,21 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
-from graceful.core import ANNOTATION_POLICY, KIND, WORKLOAD_KINDS, GracefulPolicy, PolicyError
+from graceful.core import (
+    ANNOTATION_POLICY,
+    CLUSTER_KIND,
+    KIND,
+    WORKLOAD_KINDS,
+    GracefulPolicy,
+    PolicyError,
+    namespace_labels,
+)
 
 #: libyaml's safe loader when PyYAML was built with it, else the pure-Python one.
 #: Same documents, same errors (both are safe loaders), several times faster on
@@ -157,6 +165,18 @@ class Inventory:
     """(namespace, document) for each Deployment, StatefulSet, DaemonSet and Pod."""
     policies: dict[str, list[GracefulPolicy]]
     """namespace -> its GracefulPolicies."""
+    cluster_policies: list[GracefulPolicy] = field(default_factory=list)
+    """The ClusterGracefulPolicies of the input."""
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    """namespace -> its labels, for the Namespace objects of the input."""
+
+    def policies_for(self, namespace: str) -> list[GracefulPolicy]:
+        """What the engine chooses from for a workload of ``namespace``."""
+        return [*self.policies.get(namespace, []), *self.cluster_policies]
+
+    def labels_for(self, namespace: str) -> dict[str, str]:
+        """The labels of ``namespace`` (its name label, when the input has no Namespace)."""
+        return namespace_labels(namespace, self.labels.get(namespace))
 
 
 def _opted_in(doc: Document) -> bool:
@@ -173,10 +193,27 @@ def inventory(documents: Iterable[Document], default_namespace: str) -> Inventor
     """
     workloads: list[tuple[str, Document]] = []
     policies: dict[str, list[GracefulPolicy]] = {}
+    cluster: dict[str, GracefulPolicy] = {}
+    labels: dict[str, dict[str, str]] = {}
     seen: dict[tuple[str, str], str] = {}
     for doc in documents:
         namespace = doc.namespace(default_namespace)
-        if doc.kind == KIND and str(doc.obj.get("apiVersion", "")).startswith("graceful.io/"):
+        graceful = str(doc.obj.get("apiVersion", "")).startswith("graceful.io/")
+        if doc.kind == CLUSTER_KIND and graceful:
+            try:
+                policy = GracefulPolicy.from_object(doc.obj)
+            except PolicyError as exc:
+                message = " ".join(str(exc).split())
+                raise InputError(f"{doc.source}: {CLUSTER_KIND} {doc.name!r}: {message}") from None
+            if policy.name in cluster:
+                raise InputError(f"{doc.source}: {CLUSTER_KIND} {policy.name} is defined twice")
+            cluster[policy.name] = policy
+        elif doc.kind == "Namespace" and doc.obj.get("apiVersion") == "v1":
+            meta = doc.obj.get("metadata") or {}
+            raw = meta.get("labels") if isinstance(meta, dict) else None
+            labels[doc.name] = ({str(k): str(v) for k, v in raw.items()}
+                                if isinstance(raw, dict) else {})
+        elif doc.kind == KIND and str(doc.obj.get("apiVersion", "")).startswith("graceful.io/"):
             obj = dict(doc.obj)
             meta = dict(obj.get("metadata") or {})
             meta["namespace"] = namespace
@@ -196,4 +233,4 @@ def inventory(documents: Iterable[Document], default_namespace: str) -> Inventor
             # an annotated object of a kind the engine does not handle is reported
             # (UnsupportedKind), never skipped in silence
             workloads.append((namespace, doc))
-    return Inventory(workloads, policies)
+    return Inventory(workloads, policies, [cluster[n] for n in sorted(cluster)], labels)

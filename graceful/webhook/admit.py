@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 PolicyLookup = Callable[[str], Iterable[GracefulPolicy]]
 #: The namespace's policies that exist but cannot be used: name -> why.
 InvalidLookup = Callable[[str], Mapping[str, str]]
+#: A namespace's labels, for the namespaceSelector of ClusterGracefulPolicies.
+LabelLookup = Callable[[str], Mapping[str, str]]
 
 #: What happened to one review, for the metrics.
 Outcome = Literal["mutated", "unchanged", "policy_not_found", "skipped", "error"]
@@ -79,16 +81,20 @@ class Verdict:
 
 
 def admit(review: AdmissionReview, policies: PolicyLookup,
-          invalid: InvalidLookup | None = None) -> AdmissionResponse:
+          invalid: InvalidLookup | None = None,
+          labels: LabelLookup | None = None) -> AdmissionResponse:
     """The response to ``review``: always allowed, patched when the policy asks for it."""
-    return judge(review, policies, invalid).response
+    return judge(review, policies, invalid, labels).response
 
 
 def judge(review: AdmissionReview, policies: PolicyLookup,
-          invalid: InvalidLookup | None = None) -> Verdict:
+          invalid: InvalidLookup | None = None,
+          labels: LabelLookup | None = None) -> Verdict:
     """Like :func:`admit`, with the outcome the metrics count. Never raises.
 
-    ``invalid`` lets a workload that names an unusable policy be told why.
+    ``invalid`` lets a workload that names an unusable policy be told why;
+    ``labels`` gives the namespace's labels to ClusterGracefulPolicies'
+    ``namespaceSelector`` (without it, no cluster policy applies).
     """
     request = review.request
     uid = request.uid
@@ -100,7 +106,8 @@ def judge(review: AdmissionReview, policies: PolicyLookup,
         previous = request.old_object if request.operation == "UPDATE" else None
         decision = evaluate(obj, list(policies(namespace)),
                             invalid(namespace) if invalid is not None else None,
-                            previous=previous)
+                            previous=previous,
+                            ns_labels=None if labels is None else labels(namespace))
         verdict = _respond(uid, decision)
         missing = any(f.code == FindingCode.PolicyNotFound for f in decision.findings)
         if decision.opted_in and decision.policy is None and decision.policy_name and missing:

@@ -148,7 +148,8 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
         except BadReview as exc:
             metrics.observe("other", "other", "bad_request", time.perf_counter() - started)
             return JSONResponse({"detail": str(exc)}, status_code=400)
-        verdict = judge(review, policies.policies_in, policies.invalid_in)
+        verdict = judge(review, policies.policies_in, policies.invalid_in,
+                        policies.namespace_labels)
         if verdict.missing is not None:
             verdict = await _judge_with_fetched(review, verdict, policies, settings)
         asked = review.request
@@ -212,7 +213,8 @@ async def _judge_with_fetched(review: AdmissionReview, verdict: Verdict, policie
     if found is None:
         return verdict
     cached = policies.policies_in
-    return judge(review, lambda ns: (*cached(ns), found) if ns == namespace else cached(ns))
+    return judge(review, lambda ns: (*cached(ns), found) if ns == namespace else cached(ns),
+                 policies.invalid_in, policies.namespace_labels)
 
 
 async def _read_body(request: Request, settings: WebhookSettings) -> bytes:

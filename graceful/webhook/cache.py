@@ -1,5 +1,10 @@
 """GracefulPolicies in memory, kept current by a list+watch of the API server.
 
+ClusterGracefulPolicies and the labels of Namespaces (what a cluster
+policy's ``namespaceSelector`` reads) are cached the same way, each by a
+reflector of its own feeding one :class:`PolicyCache`; which policy applies is
+still decided by ``graceful.core`` alone.
+
 Why a cache: the API server waits for the webhook on every create and update
 of a workload (``timeoutSeconds``, a few seconds at most). Reading the
 policies from the API on each request would add a round trip to every deploy
@@ -26,7 +31,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from graceful.core import GROUP, PLURAL, VERSION, GracefulPolicy, PolicyError
+from graceful.core import (
+    CLUSTER_PLURAL,
+    CLUSTER_POLICY_PREFIX,
+    GROUP,
+    PLURAL,
+    VERSION,
+    GracefulPolicy,
+    PolicyError,
+    namespace_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +55,25 @@ class PolicySource(Protocol):
 
     def invalid_in(self, namespace: str) -> Mapping[str, str]: ...
 
+    def namespace_labels(self, namespace: str) -> dict[str, str]: ...
+
+
+class Store(Protocol):
+    """What a :class:`Reflector` feeds: a full list, then one event at a time."""
+
+    def replace(self, objects: Iterable[Mapping[str, Any]], resource_version: str) -> None: ...
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None: ...
+
 
 class PolicyCache:
     """Every usable GracefulPolicy of the cluster, by namespace; safe across threads.
 
     Readers get an immutable snapshot (a tuple); writers replace a namespace's
     entry under a lock, so an admission never sees a half-applied update.
+    With :meth:`with_cluster_feeds`, it also holds the ClusterGracefulPolicies
+    (:attr:`cluster_feed`) and the Namespaces' labels (:attr:`namespace_feed`),
+    and is ready once all three have been listed.
     """
 
     def __init__(self) -> None:
@@ -55,39 +82,78 @@ class PolicyCache:
         self._sorted: dict[str, tuple[GracefulPolicy, ...]] = {}
         self._invalid: dict[str, dict[str, str]] = {}
         """namespace -> name -> why a policy that exists cannot be used."""
+        self._cluster: tuple[GracefulPolicy, ...] = ()
+        self._cluster_invalid: dict[str, str] = {}
+        """``cluster/NAME`` -> why a ClusterGracefulPolicy that exists cannot be used."""
+        self._labels: dict[str, dict[str, str]] = {}
         self._synced = threading.Event()
+        self._feeds: list[threading.Event] = [self._synced]
         self.resource_version: str | None = None
         """The version of the last list or event applied."""
         self.getter: Callable[[str, str], Mapping[str, Any] | None] | None = None
-        """Reads one policy from the API server (None: not found), for :meth:`fetch`."""
+        """Reads one policy from the API server (None: not found), for :meth:`fetch`;
+        the namespace ``""`` asks for a ClusterGracefulPolicy."""
+        self.cluster_feed = _ClusterFeed(self)
+        self.namespace_feed = _NamespaceFeed(self)
 
     @classmethod
-    def of(cls, policies: Iterable[GracefulPolicy]) -> PolicyCache:
-        """A cache that is already synced, holding ``policies`` (for tests and offline use)."""
+    def of(cls, policies: Iterable[GracefulPolicy],
+           labels: Mapping[str, Mapping[str, str]] | None = None) -> PolicyCache:
+        """A cache that is already synced, holding ``policies`` (for tests and offline use).
+
+        ClusterGracefulPolicies among ``policies`` serve the namespaces whose
+        ``labels`` (namespace -> labels) their namespaceSelector matches.
+        """
         cache = cls()
         with cache._lock:
+            cluster: dict[str, GracefulPolicy] = {}
             for policy in policies:
+                if policy.cluster:
+                    cluster[policy.name] = policy
+                    continue
                 cache._by_namespace.setdefault(policy.namespace, {})[policy.name] = policy
             cache._sorted = {ns: _sorted(byname) for ns, byname in cache._by_namespace.items()}
+            cache._cluster = _sorted(cluster)
+            cache._labels = {ns: dict(v) for ns, v in (labels or {}).items()}
         cache._synced.set()
         return cache
 
+    def with_cluster_feeds(self) -> PolicyCache:
+        """Wait for the cluster policies and the namespaces too before being ready."""
+        self._feeds = [self._synced, self.cluster_feed.synced, self.namespace_feed.synced]
+        return self
+
     @property
     def ready(self) -> bool:
-        """True once a full list has been applied (and ever after)."""
-        return self._synced.is_set()
+        """True once every feed has applied a full list (and ever after)."""
+        return all(feed.is_set() for feed in self._feeds)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until the first list is applied; False on timeout."""
-        return self._synced.wait(timeout)
+        """Block until every feed's first list is applied; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for feed in self._feeds:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not feed.wait(left):
+                return False
+        return True
 
     def policies_in(self, namespace: str) -> tuple[GracefulPolicy, ...]:
-        """The policies of ``namespace``, by name."""
-        return self._sorted.get(namespace, ())
+        """The policies of ``namespace``, by name, then every ClusterGracefulPolicy.
+
+        Whether a cluster policy serves the namespace is the engine's decision
+        (its namespaceSelector against :meth:`namespace_labels`), not the cache's.
+        """
+        return self._sorted.get(namespace, ()) + self._cluster
 
     def invalid_in(self, namespace: str) -> Mapping[str, str]:
-        """The policies of ``namespace`` that exist but cannot be used: name -> error."""
-        return self._invalid.get(namespace, {})
+        """The policies that exist but cannot be used there: name (or ``cluster/NAME``) -> error."""
+        local = self._invalid.get(namespace, {})
+        cluster = self._cluster_invalid
+        return {**local, **cluster} if cluster and local else cluster or local
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The labels of ``namespace``; only its name label when it is not known (yet)."""
+        return namespace_labels(namespace, self._labels.get(namespace))
 
     def __len__(self) -> int:
         return sum(len(policies) for policies in self._sorted.values())
@@ -100,7 +166,10 @@ class PolicyCache:
         """
         if self.getter is None:
             return None
-        obj = self.getter(namespace, name)
+        if name.startswith(CLUSTER_POLICY_PREFIX):
+            obj = self.getter("", name.removeprefix(CLUSTER_POLICY_PREFIX))
+        else:
+            obj = self.getter(namespace, name)
         return None if obj is None else _policy(obj)[0]
 
     def replace(self, objects: Iterable[Mapping[str, Any]], resource_version: str) -> None:
@@ -154,6 +223,91 @@ class PolicyCache:
                 self.resource_version = version
 
 
+class _ClusterFeed:
+    """The ClusterGracefulPolicies of a :class:`PolicyCache` (a :class:`Store`)."""
+
+    def __init__(self, cache: PolicyCache) -> None:
+        self.cache = cache
+        self.byname: dict[str, GracefulPolicy] = {}
+        self.invalid: dict[str, str] = {}
+        self.synced = threading.Event()
+
+    def replace(self, objects: Iterable[Mapping[str, Any]], resource_version: str) -> None:
+        byname: dict[str, GracefulPolicy] = {}
+        invalid: dict[str, str] = {}
+        for obj in objects:
+            _, name = _identity(obj)
+            policy, error = _policy(obj)
+            if policy is not None and policy.cluster:
+                byname[policy.name] = policy
+            elif error is not None and name is not None:
+                invalid[name] = error
+        with self.cache._lock:
+            self.byname, self.invalid = byname, invalid
+            self._publish()
+        if not self.synced.is_set():
+            log.info("cluster policy cache synced: %d policies", len(byname))
+        self.synced.set()
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        _, name = _identity(obj)
+        if name is None:
+            return
+        policy, error = (None, None) if event_type == "DELETED" else _policy(obj)
+        with self.cache._lock:
+            self.byname.pop(name, None)
+            self.invalid.pop(name, None)
+            if policy is not None and policy.cluster:
+                self.byname[name] = policy
+            elif error is not None:
+                self.invalid[name] = error
+            self._publish()
+
+    def _publish(self) -> None:
+        """Swap in fresh snapshots (the caller holds the lock)."""
+        self.cache._cluster = _sorted(self.byname)
+        self.cache._cluster_invalid = {f"{CLUSTER_POLICY_PREFIX}{name}": error
+                                       for name, error in self.invalid.items()}
+
+
+class _NamespaceFeed:
+    """The labels of every Namespace, for the cluster policies' namespaceSelector."""
+
+    def __init__(self, cache: PolicyCache) -> None:
+        self.cache = cache
+        self.synced = threading.Event()
+
+    def replace(self, objects: Iterable[Mapping[str, Any]], resource_version: str) -> None:
+        labels = {}
+        for obj in objects:
+            name, found = _labels(obj)
+            if name is not None:
+                labels[name] = found
+        with self.cache._lock:
+            self.cache._labels = labels
+        self.synced.set()
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        name, found = _labels(obj)
+        if name is None:
+            return
+        with self.cache._lock:
+            labels = dict(self.cache._labels)
+            if event_type == "DELETED":
+                labels.pop(name, None)
+            else:
+                labels[name] = found
+            self.cache._labels = labels
+
+
+def _labels(obj: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+    _, name = _identity(obj)
+    metadata = obj.get("metadata")
+    raw = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    found = ({str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {})
+    return name, found
+
+
 def _sorted(byname: Mapping[str, GracefulPolicy]) -> tuple[GracefulPolicy, ...]:
     return tuple(byname[name] for name in sorted(byname))
 
@@ -180,7 +334,9 @@ def _policy(obj: Mapping[str, Any]) -> tuple[GracefulPolicy | None, str | None]:
         return GracefulPolicy.from_object(obj), None
     except PolicyError as exc:
         namespace, name = _identity(obj)
-        log.warning("skipped GracefulPolicy %s/%s: %s", namespace, name, exc)
+        kind = obj.get("kind") or "GracefulPolicy"
+        where = f"{namespace}/{name}" if namespace else name
+        log.warning("skipped %s %s: %s", kind, where, exc)
         return None, str(exc)
 
 
@@ -229,7 +385,7 @@ class Backoff:
 class Reflector:
     """Keeps a :class:`PolicyCache` current from a :class:`PolicyApi`, in a thread."""
 
-    def __init__(self, cache: PolicyCache, api: PolicyApi, *, backoff: Backoff | None = None,
+    def __init__(self, cache: Store, api: PolicyApi, *, backoff: Backoff | None = None,
                  watch_timeout: int = 300) -> None:
         self.cache = cache
         self.api = api
@@ -317,25 +473,55 @@ class Reflector:
 
 
 class KubernetesPolicyApi:
-    """:class:`PolicyApi` over the official client (``kubernetes.client.ApiClient``)."""
+    """:class:`PolicyApi` over the official client (``kubernetes.client.ApiClient``).
 
-    def __init__(self, api_client: Any, *, connect_timeout: float = 5.0) -> None:
+    ``plural`` is ``gracefulpolicies`` or ``clustergracefulpolicies``;
+    ``namespaces`` lists and watches Namespaces instead (their labels).
+    """
+
+    def __init__(self, api_client: Any, *, connect_timeout: float = 5.0,
+                 plural: str = PLURAL) -> None:
         from kubernetes import client  # noqa: PLC0415 - heavy import, only when used
 
+        if plural not in (PLURAL, CLUSTER_PLURAL, "namespaces"):
+            raise ValueError(f"cannot watch {plural!r}")
         self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._plural = plural
         self._connect_timeout = connect_timeout
         self._response: Any = None
         self._api_exception: type[Exception] = client.ApiException
 
+    def _call(self, **kwargs: Any) -> Any:
+        if self._plural == "namespaces":
+            kwargs.setdefault("_preload_content", False)  # raw JSON: labels are all we read
+            return self._core.list_namespace(**kwargs)
+        return self._custom.list_cluster_custom_object(GROUP, VERSION, self._plural, **kwargs)
+
+    def _missing_crd(self, exc: Exception) -> bool:
+        """A 404 for ClusterGracefulPolicies: the CRD is not installed, not a failure."""
+        return getattr(exc, "status", None) == 404 and self._plural == CLUSTER_PLURAL
+
     def list(self) -> tuple[list[Mapping[str, Any]], str]:
-        result: Any = self._custom.list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, _request_timeout=(self._connect_timeout, 30))
+        try:
+            result: Any = self._call(_request_timeout=(self._connect_timeout, 30))
+        except self._api_exception as exc:
+            if self._missing_crd(exc):
+                # No ClusterGracefulPolicy CRD (an older install): nothing to cache. The
+                # watch from "" retries until it exists, and then starts with an ADDED
+                # event for every object, so nothing created meanwhile is missed.
+                log.info("no ClusterGracefulPolicy CRD in the cluster: cluster policies"
+                         " apply once it is installed")
+                return [], ""
+            raise
+        if self._plural == "namespaces":
+            result = json.loads(result.data)
         return list(result.get("items") or []), str(result["metadata"]["resourceVersion"])
 
     def watch(self, resource_version: str, timeout_seconds: int) -> Iterator[Mapping[str, Any]]:
         try:
-            response: Any = self._custom.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, watch=True, resource_version=resource_version,
+            response: Any = self._call(
+                watch=True, **({"resource_version": resource_version} if resource_version else {}),
                 allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
                 _preload_content=False,
                 # the server ends the watch after timeout_seconds; silence beyond is a dead link
@@ -344,6 +530,8 @@ class KubernetesPolicyApi:
         except self._api_exception as exc:
             if getattr(exc, "status", None) == 410:
                 raise ResourceGone(str(exc)) from None
+            if self._missing_crd(exc):
+                return  # still no CRD: an empty watch, retried after the reflector's backoff
             raise
         self._response = response
         try:
@@ -355,10 +543,17 @@ class KubernetesPolicyApi:
 
     def get(self, namespace: str, name: str, *, timeout: float = 2.0
             ) -> Mapping[str, Any] | None:
-        """One policy, or None when the API server says it does not exist (404)."""
+        """One policy, or None when the API server says it does not exist (404).
+
+        The namespace ``""`` reads the ClusterGracefulPolicy ``name``.
+        """
         try:
-            result: Any = self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=(timeout, timeout))
+            if namespace:
+                result: Any = self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=(timeout, timeout))
+            else:
+                result = self._custom.get_cluster_custom_object(
+                    GROUP, VERSION, CLUSTER_PLURAL, name, _request_timeout=(timeout, timeout))
         except self._api_exception as exc:
             if getattr(exc, "status", None) == 404:
                 return None

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}")
 
     # Imported here so that `graceful webhook --help` stays fast.
+    from graceful.core import CLUSTER_PLURAL  # noqa: PLC0415
     from graceful.webhook.app import create_app  # noqa: PLC0415
     from graceful.webhook.cache import KubernetesPolicyApi, PolicyCache, Reflector  # noqa: PLC0415
     from graceful.webhook.server import (  # noqa: PLC0415
@@ -95,22 +96,34 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
 
     raise_open_files_limit()  # slow clients hold descriptors until their deadlines
-    cache = PolicyCache()
+    cache = PolicyCache().with_cluster_feeds()
     api = KubernetesPolicyApi(api_client)
     bound = settings.policy_fetch_seconds
     cache.getter = lambda namespace, name: api.get(namespace, name, timeout=bound)
-    reflector = Reflector(cache, api).start()
-    # SIGTERM stops the policy watch first: nothing it could still log (a retry of the
+    reflectors = [
+        Reflector(cache, api).start(),
+        Reflector(cache.cluster_feed,
+                  KubernetesPolicyApi(api_client, plural=CLUSTER_PLURAL)).start(),
+        Reflector(cache.namespace_feed,
+                  KubernetesPolicyApi(api_client, plural="namespaces")).start(),
+    ]
+
+    def stop_watches() -> None:
+        for reflector in reflectors:
+            reflector.request_stop()
+
+    # SIGTERM stops the watches first: nothing they could still log (a retry of an
     # interrupted watch) may come after the server's last line.
     server = WebhookServer(create_app(cache, settings=settings), certificate, sock,
                            reload_interval=settings.cert_reload_seconds,
                            header_timeout=settings.header_timeout_seconds,
-                           on_exit=reflector.request_stop)
+                           on_exit=stop_watches)
     print(f"graceful webhook: serving {server.url}/mutate", file=sys.stderr, flush=True)
     try:
         server.run()
     finally:
-        reflector.stop()
+        for reflector in reflectors:
+            reflector.stop()
     log.info("graceful webhook stopped")
     # Nothing is left to finish: skip CPython's teardown of every loaded module, which
     # takes seconds on a busy node and would only delay the end of the Pod.

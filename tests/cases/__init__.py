@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from graceful.core import GracefulPolicy
+from graceful.core import GracefulPolicy, namespace_labels
 
 CASES_DIR = Path(__file__).parent
 
@@ -42,10 +42,25 @@ class Case:
     object: dict[str, Any]
     expect: Expect
     policies: list[dict[str, Any]] = field(default_factory=list)
-    """GracefulPolicy objects of the workload's namespace, as applied with kubectl."""
+    """GracefulPolicy objects of the workload's namespace, and ClusterGracefulPolicies."""
     previous: dict[str, Any] | None = None
     """For an UPDATE: the object as stored before it (None: the case is a CREATE)."""
+    """GracefulPolicy objects of the workload's namespace, and ClusterGracefulPolicies."""
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+    """Labels of the workload's namespace (what a cluster policy's namespaceSelector reads)."""
     path: Path | None = None
+
+    @property
+    def cluster_policies(self) -> list[dict[str, Any]]:
+        return [p for p in self.policies if p["kind"] == "ClusterGracefulPolicy"]
+
+    @property
+    def namespaced_policies(self) -> list[dict[str, Any]]:
+        return [p for p in self.policies if p["kind"] != "ClusterGracefulPolicy"]
+
+    def ns_labels(self, namespace: str = "cases") -> dict[str, str]:
+        """The namespace's labels as the API server keeps them."""
+        return namespace_labels(namespace, self.namespace_labels)
 
     @property
     def kind(self) -> str:
@@ -66,6 +81,7 @@ def _case(path: Path) -> Case:
         object=raw["object"],
         policies=policies,
         previous=raw.get("previous"),
+        namespace_labels=dict(raw.get("namespace_labels") or {}),
         expect=Expect(
             opted_in=bool(expect["opted_in"]),
             mutated=expect.get("mutated"),

@@ -193,7 +193,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def crd(kubectl: Kubectl) -> None:
-    kubectl("apply", "-f", str(CRD))
+    kubectl("apply", "-f", str(CRD.parent))  # both CRDs
     kubectl("wait", "--for", "condition=established", "--timeout=60s",
             "crd/gracefulpolicies.graceful.io")
 

@@ -3,11 +3,14 @@
 Every spec in tests/cases/policies/invalid.yaml is applied with kubectl and
 must be refused with a message naming the field; the same table is checked
 against the pydantic models in tests/unit/test_policy.py, so the two agree.
+The ClusterGracefulPolicy CRD, derived from it, must refuse the same specs
+with the same messages and list with the same columns.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,3 +103,73 @@ def test_summarize_output_is_a_valid_status(crd: None, kubectl: Kubectl, namespa
     assert stored["status"] == status
     row = kubectl("get", "gp", "workers", "-n", namespace, "--no-headers").stdout.split()
     assert row[:7] == ["workers", "Enforce", "30", "40", "61", "1", "60"]
+
+
+# --- ClusterGracefulPolicy: the same validation and columns, cluster-scoped -----------------
+
+CLUSTER_CRD = CRD.parent / "clustergracefulpolicy.yaml"
+EVERY_NAMESPACE = {"matchExpressions": [{"key": "kubernetes.io/metadata.name",
+                                         "operator": "Exists"}]}
+
+
+@pytest.fixture(scope="module")
+def cluster_crd(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(CLUSTER_CRD))
+    kubectl("wait", "--for", "condition=established", "--timeout=60s",
+            "crd/clustergracefulpolicies.graceful.io")
+
+
+def cluster_policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "graceful.io/v1alpha1", "kind": "ClusterGracefulPolicy",
+            "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture
+def cluster_name(kubectl: Kubectl) -> Iterator[str]:
+    """A ClusterGracefulPolicy name for one test; whatever got that name is deleted after."""
+    name = f"cgp-{datetime.now(UTC).strftime('%H%M%S%f')}"
+    yield name
+    kubectl("delete", "cgp", name, "--ignore-not-found", check=False)
+
+
+@pytest.mark.parametrize("bad", INVALID, ids=[b.name for b in INVALID])
+def test_bad_cluster_policy_is_rejected_naming_the_field(
+        cluster_crd: None, kubectl: Kubectl, cluster_name: str, bad: InvalidPolicy) -> None:
+    obj = cluster_policy(cluster_name, {"namespaceSelector": EVERY_NAMESPACE, **bad.spec})
+    proc = kubectl("apply", "-f", "-", input=yaml.safe_dump(obj), check=False)
+    assert proc.returncode != 0, f"{bad.name} was accepted:\n{proc.stdout}"
+    assert bad.field in proc.stderr, proc.stderr
+    assert bad.server in proc.stderr, proc.stderr
+
+
+def test_cluster_policy_needs_a_namespace_selector(cluster_crd: None, kubectl: Kubectl,
+                                                   cluster_name: str) -> None:
+    proc = kubectl("apply", "-f", "-", input=yaml.safe_dump(cluster_policy(cluster_name, {})),
+                   check=False)
+    assert proc.returncode != 0 and "spec.namespaceSelector: Required value" in proc.stderr, (
+        proc.stderr)
+
+
+def test_cluster_policy_is_defaulted_and_listed_like_a_policy(
+        cluster_crd: None, kubectl: Kubectl, cluster_name: str) -> None:
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(
+        cluster_policy(cluster_name, {"namespaceSelector": EVERY_NAMESPACE})))
+    stored = json.loads(kubectl("get", "cgp", cluster_name, "-o", "json").stdout)
+    assert "namespace" not in stored["metadata"]
+    policy = GracefulPolicy.from_object(stored)
+    assert policy.cluster and policy.reference == f"cluster/{cluster_name}"
+    assert policy.spec.default_grace_period() == 40  # the same defaults as a GracefulPolicy
+    status = {"matched": 2, "compliant": 1, "mismatched": 1, "gracePeriodSeconds": 40,
+              "mismatches": [{"kind": "Deployment", "name": "api", "namespace": "team-a",
+                              "reasons": ["GracePeriodBelowBudget: 30s < budget 40s"]}]}
+    kubectl("patch", "cgp", cluster_name, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}))
+    lines = kubectl("get", "cgp", cluster_name).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "MODE", "TIMEOUT", "GRACE", "MATCHED", "COMPLIANT",
+                                "MISMATCHED", "AGE"]
+    assert lines[1].split()[:7] == [cluster_name, "Enforce", "30", "40", "2", "1", "1"]
+    # a mismatch of a cluster policy says where it is
+    del status["mismatches"][0]["namespace"]
+    proc = kubectl("patch", "cgp", cluster_name, "--subresource=status", "--type=merge",
+                   "-p", json.dumps({"status": status}), check=False)
+    assert proc.returncode != 0 and "namespace: Required value" in proc.stderr, proc.stderr

@@ -82,6 +82,29 @@ def test_crd_is_the_copy_of_crds() -> None:
         (ROOT / "crds" / "gracefulpolicy.yaml").read_text())
 
 
+def test_cluster_crd_is_derived_from_the_namespaced_one() -> None:
+    for relative in (render.CLUSTER_CRD_SOURCE, render.CLUSTER_CRD_TARGET,
+                     render.CHART_CLUSTER_CRD_TARGET):
+        assert yaml.safe_load((ROOT / relative).read_text()) == yaml.safe_load(
+            render.cluster_crd()), "run python -m testenv.render"
+    cluster = yaml.safe_load(render.cluster_crd())
+    namespaced = yaml.safe_load((ROOT / "crds" / "gracefulpolicy.yaml").read_text())
+    assert cluster["spec"]["scope"] == "Cluster"
+    assert cluster["spec"]["names"]["shortNames"] == ["cgp"]
+    (version,), (source,) = cluster["spec"]["versions"], namespaced["spec"]["versions"]
+    assert version["additionalPrinterColumns"] == source["additionalPrinterColumns"]
+    spec, source_spec = (v["schema"]["openAPIV3Schema"]["properties"]["spec"]
+                         for v in (version, source))
+    assert spec["x-kubernetes-validations"] == source_spec["x-kubernetes-validations"]
+    assert spec["required"] == ["namespaceSelector"]
+    for name, field in source_spec["properties"].items():
+        kept = {k: v for k, v in field.items() if k != "description"}
+        assert {k: v for k, v in spec["properties"][name].items() if k != "description"} == kept
+    assert {k: v for k, v in spec["properties"]["namespaceSelector"].items()
+            if k != "description"} == {k: v for k, v in source_spec["properties"]["selector"]
+                                       .items() if k != "description"}
+
+
 def test_webhook_configuration_is_the_generators_output() -> None:
     path = ROOT / render.WEBHOOK_TARGET
     assert path.read_text() == render.webhook_configuration(), (
@@ -269,15 +292,18 @@ def test_nothing_creates_pods_or_writes_workloads() -> None:
             writes = set(rule["verbs"]) - {"get", "list", "watch"}
             if writes:
                 assert not {"pods", "deployments", "statefulsets", "daemonsets", "replicasets",
-                            "gracefulpolicies", "roles", "clusterroles", "rolebindings",
+                            "gracefulpolicies", "clustergracefulpolicies", "namespaces",
+                            "roles", "clusterroles", "rolebindings",
                             "clusterrolebindings", "serviceaccounts"} & set(rule["resources"]), (
                     role["metadata"]["name"], rule)
 
 
-def test_webhook_only_reads_policies() -> None:
+def test_webhook_only_reads_policies_and_namespace_labels() -> None:
     role = one("ClusterRole", "graceful-webhook")
-    assert role["rules"] == [{"apiGroups": ["graceful.io"], "resources": ["gracefulpolicies"],
-                              "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [
+        {"apiGroups": ["graceful.io"], "resources": ["gracefulpolicies", "clustergracefulpolicies"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
 
 
 def test_operator_may_patch_only_our_webhook_configuration() -> None:

@@ -120,3 +120,48 @@ def test_through_the_graceful_command() -> None:
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 2
     assert proc.stderr == "graceful audit: /nonexistent: no such file or directory\n"
+
+
+CLUSTER_POLICY = """\
+apiVersion: graceful.io/v1alpha1
+kind: ClusterGracefulPolicy
+metadata:
+  name: standard
+spec:
+  namespaceSelector:
+    matchLabels:
+      graceful.io/budget: standard
+  selector:
+    matchExpressions:
+      - key: app
+        operator: Exists
+  gracefulTimeoutSeconds: 60
+"""
+
+
+def namespace_doc(name: str, labels: dict[str, str]) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": name, "labels": labels}}) + "\n"
+
+
+def test_a_cluster_policy_serves_a_namespace_its_selector_selects(write: Writer) -> None:
+    path = write("cluster.yaml", "---\n".join([
+        CLUSTER_POLICY, namespace_doc("apps", {"graceful.io/budget": "standard"}),
+        namespace_doc("other", {}),
+        deployment("api", namespace="apps", grace=70, pre_stop=5),
+        deployment("web", namespace="other")]))
+    result = invoke(audit_cli, "-f", str(path), "--output", "json")
+    report = json.loads(result.out)
+    by_name = {r["name"]: r for r in report["results"]}
+    assert by_name["api"]["policy"] == "cluster/standard" and by_name["api"]["compliant"]
+    assert not by_name["web"]["optedIn"]  # `other` is not selected
+
+
+def test_a_namespaced_policy_wins_over_the_cluster_policy(write: Writer) -> None:
+    path = write("both.yaml", "---\n".join([
+        CLUSTER_POLICY, namespace_doc("default", {"graceful.io/budget": "standard"}),
+        POLICY + "  selector: {matchLabels: {app: api}}\n",
+        deployment("api", grace=40, pre_stop=5)]))
+    result = invoke(audit_cli, "-f", str(path), "--output", "json")
+    (only,) = json.loads(result.out)["results"]
+    assert only["policy"] == "apps"

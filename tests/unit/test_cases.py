@@ -20,7 +20,8 @@ def test_the_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case(case: Case) -> None:
-    decision = evaluate(case.object, case.graceful_policies(), previous=case.previous)
+    decision = evaluate(case.object, case.graceful_policies(), ns_labels=case.ns_labels(),
+                        previous=case.previous)
     expect = case.expect
     assert decision.opted_in is expect.opted_in
     assert sorted(f.code.value for f in decision.findings) == sorted(expect.findings)
@@ -39,9 +40,9 @@ def test_case(case: Case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case_is_idempotent(case: Case) -> None:
     policies = case.graceful_policies()
-    first = evaluate(case.object, policies)
+    first = evaluate(case.object, policies, case.ns_labels())
     patched = jsonpatch.apply_patch(case.object, first.patch)
-    again = evaluate(patched, policies)
+    again = evaluate(patched, policies, case.ns_labels())
     assert again.patch == []
 
 
@@ -49,5 +50,5 @@ def test_case_is_idempotent(case: Case) -> None:
 def test_mutated_object_is_compliant_unless_capped(case: Case) -> None:
     if case.expect.mutated is None:
         return
-    after = evaluate(case.expect.mutated, case.graceful_policies())
+    after = evaluate(case.expect.mutated, case.graceful_policies(), ns_labels=case.ns_labels())
     assert {f.code for f in after.findings} <= NEEDS_USER

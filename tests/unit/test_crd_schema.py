@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from graceful.core import names
-from graceful.core.policy import MESSAGES, PolicySpec, PolicyStatus
+from graceful.core.policy import (
+    MESSAGES,
+    ClusterPolicySpec,
+    ClusterPolicyStatus,
+    PolicySpec,
+    PolicyStatus,
+)
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "gracefulpolicy.yaml"
 _KEPT = ("type", "default", "minimum", "maximum", "minLength", "maxLength", "maxItems",
@@ -161,3 +167,30 @@ def test_cel_messages_are_the_model_messages() -> None:
 @pytest.mark.parametrize("field", ["spec", "status"])
 def test_top_level_fields_exist(field: str) -> None:
     assert field in crd_version()["schema"]["openAPIV3Schema"]["properties"]
+
+
+# -- ClusterGracefulPolicy ------------------------------------------------------
+
+CLUSTER_CRD_PATH = CRD_PATH.parent / "clustergracefulpolicy.yaml"
+
+
+def cluster_version() -> dict[str, Any]:
+    version: dict[str, Any]
+    (version,) = yaml.safe_load(CLUSTER_CRD_PATH.read_text())["spec"]["versions"]
+    return version
+
+
+def test_cluster_names_match_the_design_contract() -> None:
+    crd = yaml.safe_load(CLUSTER_CRD_PATH.read_text())
+    assert crd["metadata"]["name"] == f"{names.CLUSTER_PLURAL}.{names.GROUP}"
+    assert crd["spec"]["scope"] == "Cluster"
+    assert crd["spec"]["names"]["kind"] == names.CLUSTER_KIND
+    assert crd["spec"]["names"]["shortNames"] == [names.CLUSTER_SHORT_NAME]
+    assert cluster_version()["additionalPrinterColumns"] == crd_version()[
+        "additionalPrinterColumns"]
+
+
+def test_cluster_spec_and_status_schemas_equal_the_models() -> None:
+    schema = cluster_version()["schema"]["openAPIV3Schema"]["properties"]
+    assert _normal_crd(schema["spec"]) == model_schema(ClusterPolicySpec, zero_defaults=False)
+    assert _normal_crd(schema["status"]) == model_schema(ClusterPolicyStatus, zero_defaults=True)

@@ -178,3 +178,37 @@ def test_invalid_policy_message_is_one_bounded_line() -> None:
     assert invalid_policy_message("a:\n  b;   c") == "a: b; c"
     assert len(invalid_policy_message("x" * 5000)) == 1024
     assert invalid_policy_message("") == "invalid policy"
+
+
+def cluster_policy(name: str = "wide", **spec: Any) -> GracefulPolicy:
+    return GracefulPolicy.from_object({
+        "kind": "ClusterGracefulPolicy", "metadata": {"name": name},
+        "spec": {"namespaceSelector": {"matchLabels": {"tier": "apps"}}, **spec}})
+
+
+def test_a_cluster_policy_named_where_it_does_not_serve_is_not_found_there() -> None:
+    named = pod(annotations={"graceful.io/policy": "cluster/wide"})
+    served = evaluate(named, [cluster_policy()],
+                      ns_labels={"tier": "apps", "kubernetes.io/metadata.name": "a"})
+    assert served.policy is not None and served.policy_name == "cluster/wide" and served.patch
+    elsewhere = evaluate(named, [cluster_policy()],
+                         ns_labels={"kubernetes.io/metadata.name": "b"})
+    (finding,) = elsewhere.findings
+    assert finding.code is FindingCode.PolicyNotFound and not elsewhere.patch
+    assert finding.message == "policy 'cluster/wide' not found or not for this namespace"
+    # nothing known of the namespace (no labels given): no cluster policy serves it
+    unknown = evaluate(named, [cluster_policy()])
+    assert [f.code for f in unknown.findings] == [FindingCode.PolicyNotFound]
+
+
+def test_an_invalid_cluster_policy_is_reported_by_its_reference() -> None:
+    named = pod(annotations={"graceful.io/policy": "cluster/wide"})
+    decision = evaluate(named, [], {"cluster/wide": "spec.mode: Input should be 'Enforce'"},
+                        ns_labels={"kubernetes.io/metadata.name": "a"})
+    (finding,) = decision.findings
+    assert finding.code is FindingCode.PolicyInvalid
+    assert finding.message.startswith("policy 'cluster/wide' is invalid: spec.mode")
+    # a namespaced policy of that name is another object: "wide" is not "cluster/wide"
+    local = evaluate(pod(annotations={"graceful.io/policy": "wide"}), [],
+                     {"cluster/wide": "spec.mode: Input should be 'Enforce'"})
+    assert [f.code for f in local.findings] == [FindingCode.PolicyNotFound]

@@ -266,3 +266,134 @@ def test_backoff_grows_to_a_maximum_with_jitter() -> None:
 def test_lines_split_records_across_chunks() -> None:
     chunks = [b'{"a":', b' 1}\n{"b"', b": 2}\n\n", b'{"c": 3}']
     assert list(_lines(chunks)) == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}']
+
+
+# --- ClusterGracefulPolicies and namespace labels ------------------------------------------
+
+
+def _cluster_obj(name: str, version: str = "1", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "graceful.io/v1alpha1", "kind": "ClusterGracefulPolicy",
+            "metadata": {"name": name, "resourceVersion": version},
+            "spec": {"namespaceSelector": {"matchLabels": {"tier": "apps"}}, **spec}}
+
+
+def _namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels, "resourceVersion": "1"}}
+
+
+def test_cluster_policies_follow_every_namespaces_own() -> None:
+    cache = PolicyCache().with_cluster_feeds()
+    cache.replace([_obj("local")], "1")
+    cache.cluster_feed.replace([_cluster_obj("b"), _cluster_obj("a")], "1")
+    assert _names(cache) == ["local", "a", "b"]
+    assert _names(cache, "anywhere") == ["a", "b"]  # the engine decides where they serve
+    assert len(cache) == 1  # the gauge counts namespaced policies
+    cache.cluster_feed.apply("DELETED", _cluster_obj("a", "2"))
+    cache.cluster_feed.apply("ADDED", _cluster_obj("c", "3"))
+    assert _names(cache, "anywhere") == ["b", "c"]
+
+
+def test_ready_only_once_every_feed_has_listed() -> None:
+    cache = PolicyCache().with_cluster_feeds()
+    cache.replace([], "1")
+    cache.cluster_feed.replace([], "1")
+    assert not cache.ready and not cache.wait_ready(0.01)
+    cache.namespace_feed.replace([_namespace("team-a", tier="apps")], "1")
+    assert cache.ready and cache.wait_ready(0)
+
+
+def test_a_plain_cache_does_not_wait_for_cluster_feeds() -> None:
+    cache = PolicyCache()
+    cache.replace([], "1")
+    assert cache.ready  # a cluster without the ClusterGracefulPolicy feeds (tests, offline)
+
+
+def test_namespace_labels_follow_the_namespaces() -> None:
+    cache = PolicyCache().with_cluster_feeds()
+    cache.namespace_feed.replace([_namespace("team-a", tier="apps")], "1")
+    assert cache.namespace_labels("team-a") == {
+        "tier": "apps", "kubernetes.io/metadata.name": "team-a"}
+    # unknown (yet): only the name label the API server always sets
+    assert cache.namespace_labels("new") == {"kubernetes.io/metadata.name": "new"}
+    cache.namespace_feed.apply("MODIFIED", _namespace("team-a", tier="batch"))
+    assert cache.namespace_labels("team-a")["tier"] == "batch"
+    cache.namespace_feed.apply("DELETED", _namespace("team-a"))
+    assert "tier" not in cache.namespace_labels("team-a")
+
+
+def test_invalid_cluster_policies_are_named_as_the_annotation_names_them(
+        caplog: pytest.LogCaptureFixture) -> None:
+    cache = PolicyCache().with_cluster_feeds()
+    cache.replace([_obj("bad", drain={"preStopSleepSeconds": -1})], "1")
+    with caplog.at_level(logging.WARNING):
+        cache.cluster_feed.replace([_cluster_obj("wide", mode="Sometimes")], "1")
+    assert "skipped ClusterGracefulPolicy wide: spec.mode" in caplog.text
+    assert sorted(cache.invalid_in("team-a")) == ["bad", "cluster/wide"]
+    assert list(cache.invalid_in("elsewhere")) == ["cluster/wide"]
+    assert _names(cache, "elsewhere") == []
+    cache.cluster_feed.apply("MODIFIED", _cluster_obj("wide", "2"))  # fixed
+    assert list(cache.invalid_in("elsewhere")) == [] and _names(cache, "elsewhere") == ["wide"]
+
+
+def test_fetch_reads_a_cluster_policy_without_a_namespace() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def getter(namespace: str, name: str) -> Mapping[str, Any] | None:
+        asked.append((namespace, name))
+        return _cluster_obj(name) if not namespace else _obj(name, namespace)
+
+    cache = PolicyCache()
+    cache.getter = getter
+    found = cache.fetch("team-a", "cluster/wide")
+    assert found is not None and found.cluster and found.reference == "cluster/wide"
+    local = cache.fetch("team-a", "workers")
+    assert local is not None and not local.cluster
+    assert asked == [("", "wide"), ("team-a", "workers")]
+
+
+class _Missing:
+    """CustomObjectsApi of a cluster without the ClusterGracefulPolicy CRD."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.calls = 0
+
+    def list_cluster_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client import ApiException  # noqa: PLC0415
+
+        self.calls += 1
+        raise ApiException(status=self.status, reason="Not Found")
+
+
+def _api(plural: str, status: int) -> Any:
+    from kubernetes.client import ApiClient  # noqa: PLC0415
+
+    from graceful.webhook.cache import KubernetesPolicyApi  # noqa: PLC0415
+
+    api = KubernetesPolicyApi(ApiClient(), plural=plural)
+    api._custom = _Missing(status)  # type: ignore[assignment]
+    return api
+
+
+def test_a_missing_cluster_policy_crd_is_an_empty_list_and_quiet_watches(
+        caplog: pytest.LogCaptureFixture) -> None:
+    api = _api("clustergracefulpolicies", 404)
+    with caplog.at_level(logging.INFO):
+        assert api.list() == ([], "")
+        assert list(api.watch("", 5)) == [] and list(api.watch("", 5)) == []
+    assert api._custom.calls == 3
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "no ClusterGracefulPolicy CRD" in caplog.text
+
+
+@pytest.mark.parametrize(("plural", "status"), [("gracefulpolicies", 404),
+                                                ("clustergracefulpolicies", 403)])
+def test_other_failures_still_raise(plural: str, status: int) -> None:
+    from kubernetes.client import ApiException  # noqa: PLC0415
+
+    api = _api(plural, status)
+    with pytest.raises(ApiException):
+        api.list()
+    with pytest.raises(ApiException):
+        list(api.watch("1", 5))

@@ -26,9 +26,10 @@ def _cache(case: Case) -> PolicyCache:
     policies = []
     for obj in case.policies:
         placed = copy.deepcopy(obj)
-        placed["metadata"]["namespace"] = NAMESPACE
+        if placed["kind"] == "GracefulPolicy":
+            placed["metadata"]["namespace"] = NAMESPACE
         policies.append(GracefulPolicy.from_object(placed))
-    return PolicyCache.of(policies)
+    return PolicyCache.of(policies, {NAMESPACE: case.namespace_labels})
 
 
 def test_the_table_is_not_empty() -> None:

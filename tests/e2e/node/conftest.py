@@ -75,7 +75,15 @@ def webhook_answers(kubectl: Kubectl, namespace: str) -> bool:
 @pytest.fixture(scope="session")
 def installed(node_cluster: Cluster, node_kubectl: Kubectl) -> dict[str, float]:
     """The product from manifests/, running on the node; returns how long each step took."""
-    kubectl = node_kubectl
+    return install_manifests(node_kubectl)
+
+
+def install_manifests(kubectl: Kubectl) -> dict[str, float]:
+    """``kubectl apply -f manifests/``, then wait until the webhook answers; the steps' times.
+
+    Also what the Helm test calls to put the session's install back after its
+    own release is gone (one install per cluster: see ``test_helm_node``).
+    """
     took: dict[str, float] = {}
     started = time.monotonic()
     kubectl("apply", "-f", str(MANIFESTS))
@@ -110,6 +118,29 @@ def installed(node_cluster: Cluster, node_kubectl: Kubectl) -> dict[str, float]:
     kubectl("delete", "namespace", probe_ns, "--wait=false")
     took["webhook answers"] = time.monotonic() - started
     return took
+
+
+def remove_manifests_install(kubectl: Kubectl) -> bool:
+    """Delete what ``kubectl apply -f manifests/`` made, but the namespace and the CRDs.
+
+    Returns whether there was an install. The CRDs stay (deleting them would
+    delete every policy of the cluster), and so does the namespace, with the
+    certificate Secret the operator wrote in it: applying manifests/ again
+    picks both up.
+    """
+    present = get_json(kubectl, "-n", SYSTEM, "deployment", "graceful-webhook") is not None
+    files = [str(path) for path in sorted(MANIFESTS.glob("*.yaml"))
+             if not path.name.startswith(("00-", "01-", "02-"))]
+    args = [arg for path in files for arg in ("-f", path)]
+    kubectl("delete", "--ignore-not-found", "--wait=true", "--timeout=300s", *args)
+    # an operator Pod still stopping could write its CA into a configuration of the same name
+    def stopped() -> bool:
+        pods = get_json(kubectl, "-n", SYSTEM, "pods",
+                        "--selector=app.kubernetes.io/part-of=graceful-operator")
+        return pods is None or not pods["items"]
+
+    wait_for(stopped, "the manifests' Pods to end", timeout=300)
+    return present
 
 
 def policy(namespace: str, *, name: str = "apps", prestop: int = 2, margin: int = 2,
