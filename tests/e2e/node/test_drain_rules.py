@@ -5,6 +5,9 @@
   after the probe-level ``terminationGracePeriodSeconds`` the webhook set (its
   previous T, 10 s) and restarted, not after 120 s. The app ignores SIGTERM,
   so the kubelet's SIGKILL marks the grace period it used.
+- Rule 6: a native sidecar's preStop starts with the app's, at the shutdown's
+  start, and its SIGTERM waits for the app to exit: the webhook counts what
+  the sidecar adds after the app (``+ sidecars``), and the Pod stops inside T.
 - Rule 8: a Job gets T = G + M and no preStop sleep, and its Pod runs to
   completion under it.
 - Rule 10: a Deployment whose controller is replacing its Pods is "rolling
@@ -19,6 +22,7 @@ T (a factor of several apart) or read from the kubelet's own timestamps.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,8 +38,10 @@ from tests.e2e.node.stops import (
     Event,
     app_configmap,
     drain_container,
+    first,
     pod_volumes,
     read_events,
+    watch_until_gone,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
@@ -150,6 +156,62 @@ def _kubelet_events(kubectl: Kubectl, namespace: str, name: str) -> list[tuple[s
     found = get_json(kubectl, "-n", namespace, "events",
                      "--field-selector", f"involvedObject.name={name}") or {}
     return [(e.get("reason", ""), e.get("message", "")) for e in found.get("items", [])]
+
+
+# --- rule 6: a native sidecar's stop is in the budget -----------------------------------------
+
+APP_G = 6                       # declared; the app really drains 5 s
+SIDECAR_PRESTOP = 12            # longer than the app's S + G = 8 s: it delays the sidecar
+SIDECAR_T = PRESTOP + APP_G + (SIDECAR_PRESTOP - PRESTOP - APP_G) + MARGIN
+
+
+def test_a_native_sidecar_stops_after_the_app_and_its_prestop_inside_t(
+    installed: dict[str, float], node_kubectl: Kubectl, node_namespace: str,
+    events_dir: Path,
+) -> None:
+    kubectl = node_kubectl
+    apply_objects(kubectl, policy(node_namespace, prestop=PRESTOP, margin=MARGIN),
+                  app_configmap(node_namespace))
+    sidecar = drain_container("sidecar", drain=1)
+    sidecar["restartPolicy"] = "Always"
+    sidecar["lifecycle"] = {"preStop": {"sleep": {"seconds": SIDECAR_PRESTOP}}}
+    pod_obj = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "shipper", "namespace": node_namespace,
+                     "annotations": {"graceful.io/policy": "apps",
+                                     "graceful.io/graceful-timeout": str(APP_G)}},
+        # The user's T is too short; without the sidecar's part the budget would be 10 s
+        # and the sidecar, whose preStop ends at 12 s, would be SIGKILLed.
+        "spec": {"terminationGracePeriodSeconds": 3,
+                 "containers": [drain_container("app", drain=5)], "initContainers": [sidecar],
+                 "volumes": pod_volumes(events_dir)},
+    }
+    warnings = apply(kubectl, pod_obj)
+    assert any(f"budget {SIDECAR_T}s = preStop {PRESTOP}s + timeout {APP_G}s + sidecars 4s"
+               in w for w in warnings), warnings
+    pod = wait_for(lambda: _running(kubectl, node_namespace, "shipper"), "the Pod to run")
+    assert pod["spec"]["terminationGracePeriodSeconds"] == SIDECAR_T
+    wait_for(lambda: first(read_events(events_dir, "shipper"), "app", "start")
+             and first(read_events(events_dir, "shipper"), "sidecar", "start"),
+             "both containers to record their start")
+    deleted_at = time.time()
+    kubectl("-n", node_namespace, "delete", "pod", "shipper", "--wait=false")
+    last = watch_until_gone(lambda: get_json(kubectl, "-n", node_namespace, "pod", "shipper"),
+                            timeout=10 * SIDECAR_T)
+    events = read_events(events_dir, "shipper")
+    for e in events:
+        print(f"  +{e.t - deleted_at:6.2f}s {e.container:<8} {e.event}")
+    app_exit = first(events, "app", "exit")
+    side_term = first(events, "sidecar", "sigterm")
+    side_exit = first(events, "sidecar", "exit")
+    assert app_exit is not None and side_term is not None and side_exit is not None, events
+    # Its SIGTERM waits for the app to exit, and for its own preStop, which started
+    # with the app's: not after the app had gone (that would be app exit + 12 s).
+    assert side_term >= app_exit, "the kubelet stopped the sidecar before the app had exited"
+    assert side_term - deleted_at >= SIDECAR_PRESTOP, (side_term - deleted_at, events)
+    assert side_term - app_exit < SIDECAR_PRESTOP, (side_term - app_exit, events)
+    # Both drained and exited on their own, inside T: nothing was SIGKILLed.
+    assert last.exit_codes.get("app", 0) == 0 and last.exit_codes.get("sidecar", 0) == 0, last
 
 
 # --- rule 8: Jobs get T = G + M and no preStop ---------------------------------------------
