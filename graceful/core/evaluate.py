@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from graceful.core import prestop, timeout_sources
+from graceful.core import prestop, proxies, timeout_sources
 from graceful.core.budget import Budget
 from graceful.core.findings import Finding, FindingCode, clip, is_compliant, warning
 from graceful.core.names import (
@@ -39,6 +39,7 @@ from graceful.core.podspec import (
     annotations_of,
     labels_of,
     metadata_of,
+    pod_annotations,
     read_pod_spec,
     string_map,
     template_path,
@@ -215,8 +216,9 @@ class _Planner:
         wanted = set(spec.containers)
         # An injected proxy in ``containers`` is not the app: it must not get the app's
         # sleep and G (an explicit ``spec.containers`` list still wins).
+        proxy_names = PROXY_CONTAINERS | set(spec.proxy_containers)
         selected = [c for c in pod.containers
-                    if (c.name in wanted if wanted else c.name not in PROXY_CONTAINERS)]
+                    if (c.name in wanted if wanted else c.name not in proxy_names)]
         names = {c.name for c in pod.containers}
         for missing in spec.containers:
             if missing not in names:
@@ -230,6 +232,10 @@ class _Planner:
             timeout, _ = timeout_sources.resolve(annotation, None, spec.graceful_timeout_seconds)
             budget = self._budget(spec.drain.pre_stop_sleep_seconds, timeout.seconds)
         unknown = [p.name for p in plans if not p.pre_stop_known]
+        app_end = max((p.budget.pre_stop + p.budget.timeout for p in plans),
+                      default=budget.pre_stop + budget.timeout)
+        budget = self._sidecars(pod.sidecar_containers, budget, app_end, unknown)
+        self._mesh_proxies([c for c in pod.containers if c not in selected], app_end)
         grace = self._grace(pod.path, pod.grace, budget, unknown)
         self._restart_grace(selected, pod.grace, grace)
         untouched = tuple(c.name for c in pod.containers if c not in selected) + pod.sidecars
@@ -323,6 +329,112 @@ class _Planner:
             self._set_sleep(hook_path, existing, wanted)
             return "lower", wanted
         return "keep", existing.seconds
+
+    def _hook_length(self, container: ContainerView) -> tuple[int, bool]:
+        """How long a container's existing preStop runs, never mutated; and whether known."""
+        lifecycle = container.raw.get("lifecycle")
+        if lifecycle is not None and not isinstance(lifecycle, Mapping):
+            raise UnreadableObject(f"{container.path}/lifecycle is not an object")
+        existing = prestop.read(lifecycle.get("preStop") if lifecycle else None)
+        name = clip(container.name)
+        if existing.shape == "none":
+            return 0, True
+        if existing.shape == "invalid":
+            self._note([Finding(
+                FindingCode.PreStopInvalid,
+                f"container {name}: preStop tcpSocket is never run by the kubelet;"
+                " use sleep, exec or httpGet", container.name)])
+            return 0, True
+        if existing.seconds is not None:
+            return existing.seconds, True
+        length = self.declared.for_container(container.name)
+        if length is not None:
+            return length, True
+        self.warnings.append(warning(
+            f"kept existing preStop on container {clip(container.name, 32)}"
+            " (duration unknown)"))
+        self.findings.append(Finding(
+            FindingCode.PreStopDurationUnknown,
+            f"container {name}: preStop hook of unknown length; declare it with"
+            f" {ANNOTATION_PRESTOP_SECONDS}", container.name))
+        return 0, False
+
+    def _sidecars(self, sidecars: tuple[ContainerView, ...], budget: Budget, app_end: int,
+                  unknown: list[str]) -> Budget:
+        """Count the native sidecars' stop, which comes after the app's, in the budget.
+
+        Every preStop hook starts with the shutdown, but a sidecar gets SIGTERM only
+        once the app and the sidecars declared after it have exited; then it drains
+        for as long as its program says (a flag of a known program, or an Istio
+        proxy's ``terminationDrainDuration``). Sidecars are never mutated.
+        """
+        if not sidecars:
+            return budget
+        pod_annotations_ = pod_annotations(self.obj)[1]
+        stops = []
+        for sidecar in sidecars:
+            pre_stop, known = self._hook_length(sidecar)
+            if not known:
+                unknown.append(sidecar.name)
+                budget = replace(budget, pre_stop_known=False)
+            mesh = proxies.mesh_of(sidecar.name)
+            if mesh == "istio":
+                drain = self._mesh_drain(mesh, pod_annotations_)
+                seconds = 0 if drain is None else drain.seconds
+            else:
+                timeout, found = timeout_sources.resolve(None, sidecar.raw, 0)
+                self._note(found)
+                seconds = timeout.seconds
+            stops.append(proxies.SidecarStop(sidecar.name, pre_stop, seconds))
+        return replace(budget, sidecars=proxies.sidecars_end(app_end, tuple(stops)) - app_end)
+
+    def _mesh_drain(self, mesh: proxies.Mesh,
+                    annotations: Mapping[str, str]) -> proxies.MeshDrain | None:
+        try:
+            return proxies.mesh_drain(mesh, annotations)
+        except proxies.ProxyConfigError as exc:
+            self._note([Finding(FindingCode.UnreadableTimeout, f"unreadable {exc}")])
+            return None
+
+    def _mesh_proxies(self, others: list[ContainerView], app_end: int) -> None:
+        """Check that a mesh proxy run as an ordinary container outlives the app's drain.
+
+        It gets SIGTERM when the shutdown starts and leaves after its own drain
+        setting, while the app needs the network for S + G. The fix is an annotation
+        of the Pod, which the policy sets itself with ``drain.setProxyDrain``.
+        """
+        where, annotations = pod_annotations(self.obj)
+        for container in others:
+            mesh = proxies.mesh_of(container.name)
+            if mesh is None:
+                continue
+            drain = self._mesh_drain(mesh, annotations)
+            if drain is None:
+                continue
+            seconds = drain.seconds
+            # Linkerd's injector renders its annotation as a preStop sleep of the proxy:
+            # an already injected proxy (``linkerd inject``) keeps the sleep it was given.
+            hook = container.raw.get("lifecycle")
+            existing = prestop.read(hook.get("preStop") if isinstance(hook, Mapping) else None)
+            if mesh == "linkerd" and existing.seconds is not None:
+                seconds = max(seconds, existing.seconds)
+            if seconds >= app_end:
+                continue
+            name = clip(container.name)
+            self.findings.append(Finding(
+                FindingCode.ProxyDrainTooShort,
+                f"container {name} leaves {seconds}s after the shutdown starts, before the"
+                f" app's {app_end}s", container.name))
+            if self.spec.drain.set_proxy_drain and self.spec.mode == "Enforce":
+                key, value = proxies.drain_setting(mesh, annotations, app_end)
+                self.builder.set(where / key, value)
+                if mesh == "linkerd" and existing.seconds is not None:
+                    self._set_sleep(container.path / "lifecycle" / "preStop", existing, app_end)
+                self.warnings.append(warning(f"set {proxies.how_to_set(mesh, app_end)}"))
+            else:
+                self.warnings.append(warning(
+                    f"{name} leaves at {seconds}s < app's {app_end}s:"
+                    f" set {proxies.how_to_set(mesh, app_end)}"))
 
     def _set_sleep(self, hook_path: Pointer, existing: prestop.PreStop, seconds: int) -> None:
         relative, value = existing.value_for(seconds)

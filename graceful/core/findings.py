@@ -57,6 +57,10 @@ class FindingCode(StrEnum):
     PlatformLimitBelowBudget = "PlatformLimitBelowBudget"
     #: The object opted in but is of a kind the engine does not handle: never silence.
     UnsupportedKind = "UnsupportedKind"
+    #: A mesh proxy injected as an ordinary container leaves before the app's S + G is over
+    #: (Istio's ``terminationDrainDuration``, Linkerd's ``proxy-wait-before-exit-seconds``):
+    #: the app loses the network in the middle of its drain.
+    ProxyDrainTooShort = "ProxyDrainTooShort"
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ NEEDS_USER: Final = frozenset({
     FindingCode.ProbeGracePeriodMissing,
     FindingCode.PlatformLimitBelowBudget,
     FindingCode.UnsupportedKind,
+    FindingCode.ProxyDrainTooShort,
 })
 
 

@@ -8,10 +8,10 @@ warning, not a 500 from the webhook, because a failing webhook with
 
 Which containers count: ``spec.containers`` are the app. Init containers run
 before the app and are gone when it stops, so they are left alone. Native
-sidecars (init containers with ``restartPolicy: Always``) are also left alone:
-the kubelet stops them only after every app container has exited, so they
-already outlive the drain, and a preStop sleep on them would only spend the
-remaining grace period after the app is gone (see docs/shutdown-budget.md).
+sidecars (init containers with ``restartPolicy: Always``) are not mutated
+either: the kubelet stops them only after every app container has exited, so
+they already outlive the drain; their own stop is counted in the budget
+(see :mod:`graceful.core.proxies` and docs/shutdown-budget.md).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class PodSpecView:
     sidecars: tuple[str, ...]
     grace: int | None
     """``terminationGracePeriodSeconds`` as set, or None when absent (Kubernetes uses 30)."""
+    sidecar_containers: tuple[ContainerView, ...] = ()
+    """The native sidecars (init containers with ``restartPolicy: Always``), in order."""
 
 
 # ``where`` is only formatted when the value is wrong: a Pointer costs its string on errors.
@@ -121,11 +123,28 @@ def read_pod_spec(obj: Mapping[str, Any]) -> PodSpecView:
     for index, item in enumerate(_list(spec.get("initContainers"), inits)):
         init = _mapping(item, inits / index)
         if init.get("restartPolicy") == "Always" and isinstance(init.get("name"), str):
-            sidecars.append(init["name"])
+            sidecars.append(ContainerView(name=init["name"], raw=init, path=inits / index))
     if not containers:
         raise UnreadableObject(f"{path}/containers is empty")
     return PodSpecView(path=path, raw=spec, containers=tuple(containers),
-                       sidecars=tuple(sidecars), grace=grace)
+                       sidecars=tuple(s.name for s in sidecars), grace=grace,
+                       sidecar_containers=tuple(sidecars))
+
+
+def pod_annotations(obj: Mapping[str, Any]) -> tuple[Pointer, dict[str, str]]:
+    """Where the Pod's own annotations live (a template's for a workload), and their value.
+
+    Unlike :func:`annotations_of`, the workload's annotations are not merged in:
+    a mesh's proxy reads the Pod's annotations only.
+    """
+    if _mapping(obj, "object").get("kind") == "Pod":
+        where = Pointer(("metadata", "annotations"))
+    else:
+        where = template_path(obj) / "metadata" / "annotations"
+    node: Any = obj
+    for part in where.parts:
+        node = _optional_mapping(node, str(where)).get(str(part))
+    return where, string_map(node, str(where))
 
 
 def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -131,7 +131,7 @@ class Drain(BaseModel):
     pre_stop_sleep_seconds: int = Field(default=5, ge=0, le=3600, alias="preStopSleepSeconds")
     """S: the preStop sleep, long enough for endpoint removal to reach every load balancer."""
     safety_margin_seconds: int = Field(default=5, ge=0, le=3600, alias="safetyMarginSeconds")
-    """M: time after the app's own timeout before SIGKILL (process exit, sidecars)."""
+    """M: time after the app's own timeout, and its native sidecars' stop, before SIGKILL."""
     max_grace_period_seconds: int = Field(
         default=3900, ge=1, le=MAX_SECONDS, alias="maxGracePeriodSeconds"
     )
@@ -141,6 +141,10 @@ class Drain(BaseModel):
     batch_pre_stop: bool = Field(default=False, alias="batchPreStop")
     """Also give Jobs' and CronJobs' Pods the preStop sleep (they have no endpoints to
     leave, so by default T = G + M for them)."""
+    set_proxy_drain: bool = Field(default=False, alias="setProxyDrain")
+    """Set a mesh proxy's own drain (Istio's ``terminationDrainDuration`` in
+    ``proxy.istio.io/config``, Linkerd's ``proxy-wait-before-exit-seconds``) on the pod
+    template when it is shorter than the app's S + G; off: a finding and a warning only."""
     platform_limits: Annotated[list[PlatformLimit], Field(max_length=8)] = Field(
         default=[], alias="platformLimits", max_length=8)
     """Limits of the platform that cut T on some shutdowns (node drains, spot notices);
@@ -197,6 +201,11 @@ class PolicySpec(BaseModel):
     about a longer window); it shortens the ``serving`` flip, not the drain."""
     containers: Annotated[list[ContainerName], Field(max_length=32)] = []
     """Container names the policy applies to; empty means every app container."""
+    proxy_containers: Annotated[list[ContainerName], Field(max_length=32)] = Field(
+        default=[], alias="proxyContainers", max_length=32)
+    """Names of proxies injected as ordinary containers, besides ``istio-proxy``,
+    ``linkerd-proxy`` and ``cloud-sql-proxy``: not the app, so they get neither the preStop
+    sleep nor a G of their own (an explicit ``containers`` list still wins)."""
     user_values: UserValues = Field(default="Keep", alias="userValues")
     """``Keep``: never lower a user value above the budget; ``Overwrite``: set exactly."""
 

@@ -167,6 +167,9 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
     for name in pod.sidecars:
         lines.append("")
         lines.append(f"sidecar {name}: stopped by the kubelet after the app containers; left alone")
+    if plan is not None and plan.budget.sidecars:
+        lines.append(f"  the native sidecars' stop adds {plan.budget.sidecars}s after the app"
+                     f" has exited: budget {plan.budget.required}s")
     if decision.findings:
         lines.append("")
         lines.append("findings as written:")

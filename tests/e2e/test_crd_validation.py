@@ -65,7 +65,8 @@ def test_good_policy_is_accepted_with_defaults(
     stored = get(kubectl, namespace, "workers")
     assert stored["spec"] == PolicySpec().model_dump(
         by_alias=True, exclude_none=True,
-        exclude={"containers": True, "drain": {"platform_limits"}})  # empty lists: absent
+        exclude={"containers": True, "proxy_containers": True,
+                 "drain": {"platform_limits"}})  # empty lists: absent
     policy = GracefulPolicy.from_object(stored)
     assert policy.spec.default_grace_period() == 40
     by_short_name = kubectl("get", "gp", "-n", namespace).stdout.splitlines()
@@ -79,9 +80,11 @@ def test_full_policy_round_trips(crd: None, kubectl: Kubectl, namespace: str) ->
         {"key": "team", "operator": "Exists"}]}, "gracefulTimeoutSeconds": 3600,
         "drain": {"preStopSleepSeconds": 10, "safetyMarginSeconds": 20,
                   "maxGracePeriodSeconds": 7200, "preStopAction": "Exec", "batchPreStop": True,
+                  "setProxyDrain": True,
                   "platformLimits": [{"name": "cluster-autoscaler", "seconds": 600}]},
         "readiness": {"periodSeconds": 2, "failureThreshold": 5},
-        "containers": ["app", "worker"], "userValues": "Overwrite"}
+        "containers": ["app", "worker"], "proxyContainers": ["auth-proxy"],
+        "userValues": "Overwrite"}
     apply(kubectl, namespace, {"apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
                                "metadata": {"name": "full"}, "spec": spec})
     stored = get(kubectl, namespace, "full")

@@ -91,3 +91,16 @@ def test_the_platform_limit_that_cuts_the_drain_is_named(write: Writer) -> None:
     result = invoke(explain_cli, "-f", str(path))
     assert result.code == 0, result.err
     assert "but spot notice allows 120s: on that shutdown SIGKILL comes at 120s" in result.out
+
+
+def test_the_native_sidecars_stop_is_named_with_the_budget(write: Writer) -> None:
+    obj = yaml.safe_load(deployment(annotations={"graceful.io/policy": "apps"}))
+    obj["spec"]["template"]["spec"]["initContainers"] = [{
+        "name": "shipper", "image": "example/shipper:1", "restartPolicy": "Always",
+        "command": ["uvicorn", "shipper:app", "--timeout-graceful-shutdown", "12"]}]
+    path = write("sidecar.yaml", POLICY + "---\n" + yaml.safe_dump(obj))
+    result = invoke(explain_cli, "-f", str(path))
+    assert result.code == 0, result.err
+    assert "sidecar shipper: stopped by the kubelet after the app containers" in result.out
+    assert "the native sidecars' stop adds 12s after the app has exited: budget 52s" in (
+        result.out)

@@ -128,6 +128,7 @@ def test_spec_default_is_the_model_default() -> None:
     assert spec["default"] == PolicySpec().model_dump(by_alias=True, exclude_none=True,
                                                       exclude_defaults=False,
                                                       exclude={"containers": True,
+                                                               "proxy_containers": True,
                                                                "drain": {"platform_limits"}})
 
 

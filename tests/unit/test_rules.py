@@ -14,7 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graceful.core import FindingCode, GracefulPolicy, evaluate, is_bare_pod, is_compliant, prestop
+from graceful.core import (
+    FindingCode,
+    GracefulPolicy,
+    evaluate,
+    is_bare_pod,
+    is_compliant,
+    prestop,
+    proxies,
+)
 from graceful.core.rollout import rollout_of
 
 POLICY = GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": {}})
@@ -180,3 +188,106 @@ def test_an_annotated_object_of_another_kind_is_a_warning_and_a_finding() -> Non
     assert [f.code for f in decision.findings] == [FindingCode.UnsupportedKind]
     assert any("'Rollout' is not one of" in w for w in decision.warnings)
     assert evaluate({**rollout, "metadata": {"name": "r"}}, [POLICY]).findings == []
+
+
+# --- rule 6: sidecars and mesh proxies ---------------------------------------------------
+
+ISTIO = {"name": "istio-proxy", "image": "proxyv2"}
+
+
+def policy(**spec: Any) -> GracefulPolicy:
+    return GracefulPolicy.from_object({"metadata": {"name": "p"}, "spec": spec})
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("5s", 5), ("1m30s", 90), ("34.9s", 34), ("1h", 3600), ("1500ms", 1), ("0", 0),
+])
+def test_istio_durations_are_go_durations_rounded_down(text: str, seconds: int) -> None:
+    assert proxies.go_duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "-5s", "5 s", "fives", "200h"])
+def test_an_unreadable_istio_duration_is_an_error(text: str) -> None:
+    with pytest.raises(proxies.ProxyConfigError):
+        proxies.go_duration_seconds(text)
+
+
+def test_an_unreadable_mesh_setting_is_reported_not_guessed() -> None:
+    obj = deployment({"name": "app", "image": "a"}, ISTIO)
+    obj["spec"]["template"]["metadata"]["annotations"] = {
+        "proxy.istio.io/config": "terminationDrainDuration: [5s]"}
+    decision = evaluate(obj, [policy(drain={"setProxyDrain": True})])
+    assert [f.code for f in decision.findings if f.code is FindingCode.UnreadableTimeout]
+    assert FindingCode.ProxyDrainTooShort not in {f.code for f in decision.findings}
+    assert not any("proxy.istio.io" in op["path"] for op in decision.patch)
+
+
+def test_setting_the_istio_drain_keeps_the_yaml_config_and_is_idempotent() -> None:
+    obj = deployment({"name": "app", "image": "a"}, ISTIO,
+                     annotations={"graceful.io/graceful-timeout": "3600"})
+    obj["spec"]["template"]["metadata"]["annotations"] = {
+        "proxy.istio.io/config": "holdApplicationUntilProxyStarts: true\n"
+                                 "terminationDrainDuration: 30s\n"}
+    decision = evaluate(obj, [policy(drain={"setProxyDrain": True})])
+    assert decision.admitted is not None
+    config = decision.admitted["spec"]["template"]["metadata"]["annotations"][
+        "proxy.istio.io/config"]
+    assert config == "holdApplicationUntilProxyStarts: true\nterminationDrainDuration: 3605s\n"
+    assert evaluate(decision.admitted, [policy(drain={"setProxyDrain": True})]).patch == []
+
+
+def test_audit_mode_never_sets_the_proxy_drain() -> None:
+    obj = deployment({"name": "app", "image": "a"}, ISTIO)
+    decision = evaluate(obj, [policy(mode="Audit", drain={"setProxyDrain": True})])
+    assert decision.patch == []
+    assert any("terminationDrainDuration: 35s" in w for w in decision.warnings)
+
+
+def test_a_linkerd_proxy_already_injected_gets_its_sleep_raised_with_the_annotation() -> None:
+    proxy: dict[str, Any] = {"name": "linkerd-proxy", "image": "proxy",
+             "lifecycle": {"preStop": {"exec": {"command": ["/bin/sleep", "40"]}}}}
+    obj = deployment({"name": "app", "image": "a"}, proxy,
+                     annotations={"graceful.io/graceful-timeout": "60"})
+    decision = evaluate(obj, [policy(drain={"setProxyDrain": True})])
+    assert decision.admitted is not None
+    template = decision.admitted["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "config.alpha.linkerd.io/proxy-wait-before-exit-seconds": "65"}
+    assert template["spec"]["containers"][1]["lifecycle"]["preStop"]["exec"]["command"] == [
+        "/bin/sleep", "65"]
+    # the sleep it already has counts: no finding once it covers S + G
+    proxy["lifecycle"]["preStop"]["exec"]["command"][1] = "65"
+    codes = {f.code for f in evaluate(obj, [POLICY]).findings}
+    assert FindingCode.ProxyDrainTooShort not in codes
+
+
+def test_an_explicit_container_list_wins_over_the_proxy_names() -> None:
+    obj = deployment({"name": "app", "image": "a"}, {"name": "auth-proxy", "image": "b"})
+    listed = evaluate(obj, [policy(proxyContainers=["auth-proxy"])])
+    assert listed.plan is not None and [c.name for c in listed.plan.containers] == ["app"]
+    both = evaluate(obj, [policy(proxyContainers=["auth-proxy"],
+                                 containers=["app", "auth-proxy"])])
+    assert both.plan is not None
+    assert [c.name for c in both.plan.containers] == ["app", "auth-proxy"]
+
+
+def test_a_sidecar_hook_of_unknown_length_is_reported_and_keeps_t() -> None:
+    sidecar = {"name": "vault-agent", "image": "v", "restartPolicy": "Always",
+               "lifecycle": {"preStop": {"httpGet": {"path": "/quit", "port": 8200}}}}
+    obj = deployment({"name": "app", "image": "a"}, grace=600, initContainers=[sidecar])
+    decision = evaluate(obj, [policy(userValues="Overwrite")])
+    assert [f.container for f in decision.findings
+            if f.code is FindingCode.PreStopDurationUnknown] == ["vault-agent"]
+    assert decision.plan is not None and decision.plan.grace_period_seconds == 600
+    assert not decision.plan.budget.pre_stop_known
+
+
+@given(app_end=st.integers(0, 4000),
+       stops=st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), max_size=4))
+def test_sidecars_end_after_the_app_and_after_each_of_their_hooks(
+        app_end: int, stops: list[tuple[int, int]]) -> None:
+    sidecars = tuple(proxies.SidecarStop(f"s{i}", p, d) for i, (p, d) in enumerate(stops))
+    end = proxies.sidecars_end(app_end, sidecars)
+    assert end >= app_end + sum(d for _, d in stops)
+    assert all(end >= p + d for p, d in stops)
+    assert end <= max([app_end, *(p for p, _ in stops)]) + sum(d for _, d in stops)
