@@ -49,6 +49,8 @@ WORKLOAD_RESOURCES = {
     ("apps", "v1", "deployments"): "Deployment",
     ("apps", "v1", "statefulsets"): "StatefulSet",
     ("apps", "v1", "daemonsets"): "DaemonSet",
+    ("batch", "v1", "jobs"): "Job",
+    ("batch", "v1", "cronjobs"): "CronJob",
     ("", "v1", "pods"): "Pod",
 }
 

@@ -31,6 +31,8 @@ WORKLOAD_API_VERSIONS: Final = {
     "Deployment": "apps/v1",
     "StatefulSet": "apps/v1",
     "DaemonSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
     "Pod": "v1",
 }
 #: The annotations ``graceful.core`` reads all carry this prefix; the others (the
@@ -49,6 +51,9 @@ ROLLOUT_STATUS: Final = {
     "StatefulSet": ("observedGeneration", "replicas", "updatedReplicas", "currentRevision",
                     "updateRevision"),
     "DaemonSet": ("observedGeneration", "desiredNumberScheduled", "updatedNumberScheduled"),
+    # A Job's template cannot change and a CronJob's applies to its next Job: no rollout.
+    "Job": (),
+    "CronJob": (),
 }
 
 
@@ -62,7 +67,8 @@ def _strings(value: Any) -> dict[str, str]:
 
 
 def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
-    """The projection of a Deployment, StatefulSet, DaemonSet or bare Pod; None otherwise.
+    """The projection of a Deployment, StatefulSet, DaemonSet, Job, CronJob or bare Pod; None
+    otherwise.
 
     It is a valid (smaller) object of the same kind: ``graceful.core.evaluate``
     and ``graceful.core.rollout`` read it exactly as they would read the original.
@@ -86,7 +92,12 @@ def workload(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
         return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
     if isinstance(meta.get("generation"), int):
         metadata["generation"] = meta["generation"]
-    kept_spec: dict[str, Any] = {"template": spec.get("template")}
+    if kind == "CronJob":
+        job_spec = _mapping(_mapping(spec.get("jobTemplate")).get("spec"))
+        template = job_spec.get("template")
+        kept_spec: dict[str, Any] = {"jobTemplate": {"spec": {"template": template}}}
+    else:
+        kept_spec = {"template": spec.get("template")}
     for key in ("paused", "updateStrategy"):
         if key in spec:
             kept_spec[key] = spec[key]

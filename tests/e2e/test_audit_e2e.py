@@ -283,6 +283,38 @@ def test_a_mismatch_is_reported_and_the_fix_tells_the_story(
                      r"budget of GracefulPolicy workers", shown), shown
 
 
+def batch(namespace: str, kind: str, name: str, *, grace: int | None = None) -> dict[str, Any]:
+    """A suspended Job or CronJob opted in to the policy (suspended: the audit reads the
+    template, and no Pod or Job needs to exist for it)."""
+    spec: dict[str, Any] = {"restartPolicy": "Never",
+                            "containers": [{"name": "task", "image": "registry.example/t:1"}]}
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    job: dict[str, Any] = {"suspend": True, "template": {"spec": spec}}
+    body = {"suspend": True, "schedule": "*/5 * * * *", "jobTemplate": {"spec": job}} \
+        if kind == "CronJob" else job
+    return {"apiVersion": "batch/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": namespace,
+                         "annotations": {"graceful.io/policy": POLICY}},
+            "spec": body}
+
+
+def test_jobs_and_cronjobs_are_audited_with_the_batch_budget(
+        operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    """Batch Pods have no endpoints to leave: their budget is G + M (30 + 5), no preStop."""
+    apply(kubectl, policy(namespace), batch(namespace, "Job", "report"),
+          batch(namespace, "CronJob", "nightly", grace=35))
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "1", "1"), 10,
+               "MATCHED 2, COMPLIANT 1, MISMATCHED 1")
+    mismatches = policy_json(kubectl, namespace)["status"]["mismatches"]
+    assert [(m["kind"], m["name"]) for m in mismatches] == [("Job", "report")], mismatches
+    assert "grace period 30s < budget 35s" in mismatches[0]["reasons"], mismatches
+    assert not any("preStop" in r for r in mismatches[0]["reasons"]), mismatches
+
+    apply(kubectl, batch(namespace, "CronJob", "nightly"))  # its next Jobs would be cut short
+    wait_until(lambda: counts(kubectl, namespace) == ("2", "0", "2"), 10, "MISMATCHED 2")
+
+
 def test_a_policy_edit_turns_compliant_workloads_mismatched(
         operator: Operator, kubectl: Kubectl, namespace: str) -> None:
     apply(kubectl, policy(namespace), compliant(namespace, "a"), compliant(namespace, "b"))

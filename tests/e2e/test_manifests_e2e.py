@@ -145,6 +145,8 @@ ALLOWED: list[tuple[str, ...]] = [
     (OPERATOR, "watch", "deployments.apps", "-A"),
     (OPERATOR, "get", "statefulsets.apps", "-n", "team-a"),
     (OPERATOR, "watch", "daemonsets.apps", "-A"),
+    (OPERATOR, "watch", "jobs.batch", "-A"),
+    (OPERATOR, "list", "cronjobs.batch", "-A"),
     (OPERATOR, "list", "pods", "-A"),
     (OPERATOR, "watch", "gracefulpolicies.graceful.io", "-A"),
     (OPERATOR, "watch", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -193,6 +195,8 @@ DENIED: list[tuple[str, ...]] = [
     (OPERATOR, "patch", "deployments.apps", "-n", "default"),
     (OPERATOR, "update", "statefulsets.apps", "-n", "default"),
     (OPERATOR, "create", "deployments.apps", "-n", NAMESPACE),
+    (OPERATOR, "create", "jobs.batch", "-n", "default"),
+    (OPERATOR, "patch", "cronjobs.batch", "-n", "default"),
     # stale Pods come from the controllers' status: no ReplicaSet is read
     (OPERATOR, "list", "replicasets.apps", "-A"),
     # policies: status only

@@ -292,6 +292,7 @@ def test_nothing_creates_pods_or_writes_workloads() -> None:
             writes = set(rule["verbs"]) - {"get", "list", "watch"}
             if writes:
                 assert not {"pods", "deployments", "statefulsets", "daemonsets", "replicasets",
+                            "jobs", "cronjobs",
                             "gracefulpolicies", "clustergracefulpolicies", "namespaces",
                             "roles", "clusterroles", "rolebindings",
                             "clusterrolebindings", "serviceaccounts"} & set(rule["resources"]), (

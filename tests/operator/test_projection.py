@@ -37,7 +37,31 @@ def test_bare_pods_are_workloads_owned_pods_are_not() -> None:
     kept = projection.workload(bare, "Pod")
     assert kept is not None and kept["spec"] == bare["spec"]
     assert projection.workload(objects.pod("owned", "rs-1"), "Pod") is None
-    assert projection.workload({"kind": "Job"}, "Job") is None
+    assert projection.workload({"kind": "ReplicaSet"}, "ReplicaSet") is None
+
+
+def _batch(kind: str, deployment: dict[str, object]) -> dict[str, object]:
+    """A Job or CronJob with the Deployment's metadata and pod template."""
+    template = deployment["spec"]["template"]  # type: ignore[index]
+    spec: dict[str, object] = {"template": template}
+    if kind == "CronJob":
+        spec = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": spec}}
+    return {"apiVersion": "batch/v1", "kind": kind, "metadata": deployment["metadata"],
+            "spec": spec, "status": {"active": 1}}
+
+
+def test_jobs_and_cronjobs_are_audited_from_their_pod_template() -> None:
+    """Rule 8 of the drain model: the audit sees batch Pods' budget (G + M) as the webhook does."""
+    policies = [GracefulPolicy.from_object(objects.policy())]
+    for kind in ("Job", "CronJob"):
+        for source in (objects.deployment(), objects.compliant_deployment()):
+            body = _batch(kind, source)
+            kept = projection.workload(body, kind)
+            assert kept is not None and kept["kind"] == kind
+            assert kept["status"] == {}  # no rollout: nothing of the status is read
+            assert evaluate(kept, policies).findings == evaluate(body, policies).findings
+            assert rollout(kept) is None
+        assert evaluate(_batch(kind, objects.deployment()), policies).findings, kind
 
 
 def test_the_projection_keeps_what_rollout_reads() -> None:
