@@ -8,7 +8,10 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from graceful.core import Finding, FindingCode, WorkloadResult, summarize_cluster
+from graceful.core.policy import ClusterPolicyStatus, PolicyStatus
 from graceful.operator import projection
 from graceful.operator.audit import (
     NamespaceAudit,
@@ -131,6 +134,11 @@ def test_summarize_cluster_lists_by_namespace_then_kind_then_name() -> None:
     assert status["mismatches"] == [{"namespace": "a", "kind": "Deployment", "name": "z",
                                      "reasons": ["broken"]}]
     assert (status["matched"], status["mismatched"], status["mismatchesOmitted"]) == (3, 2, 1)
+    # the shape of the CRD's status schema: a cluster policy's mismatches say where,
+    # which a GracefulPolicy's status does not allow
+    ClusterPolicyStatus.model_validate(status)
+    with pytest.raises(ValueError, match="namespace"):
+        PolicyStatus.model_validate(status)
 
 
 # -- the auditor: flushes, batched status writes of the cluster policy ------------------------
