@@ -21,7 +21,9 @@ concerns: every namespace for a spec edit (each re-evaluates only the workloads
 of that policy, or none where it serves nothing), the one namespace for a label
 change. Their statuses are left out of ``events.seed``: they are written after
 the namespaces' Events are queued, not after they are posted, so a restart
-re-posts at worst an Event rather than missing one.
+re-posts at worst an Event rather than missing one. An operator restricted to
+some namespaces (``--namespace``) counts the workloads of those only: a cluster
+policy's status is what the one elected operator audits.
 
 Only the Lease holder writes. A follower keeps its store warm and does no
 auditing at all; when it becomes leader it first rebuilds "what was reported"
