@@ -236,3 +236,17 @@ def test_a_follower_writes_no_cluster_status() -> None:
     auditor = make(api, world, leader=False)
     audit_all(auditor, world)
     assert not api.patches
+
+
+def test_no_cluster_status_before_every_namespace_had_its_first_audit() -> None:
+    """A restart must not write "matched 0" for namespaces it has not audited yet."""
+    api, world = populated()
+    auditor = make(api, world)  # every namespace due, none audited
+
+    async def cluster_first() -> Any:
+        return await auditor.flush_cluster()
+
+    report = asyncio.run(cluster_first())
+    assert report.skipped == "namespaces not audited yet" and not api.patches
+    assert audit_all(auditor, world)  # then the namespaces, then the cluster status
+    assert cgp_counts(api, world) == (3, 1, 2)
