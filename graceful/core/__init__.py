@@ -44,7 +44,7 @@ from graceful.core.policy import (
     Readiness,
     invalid_policy_message,
 )
-from graceful.core.report import WorkloadResult, summarize
+from graceful.core.report import WorkloadResult, summarize, summarize_cluster
 from graceful.core.rollout import Rollout, rollout_of
 from graceful.core.selection import namespace_labels, selector_matches, serves
 from graceful.core.stale import stale_pods
@@ -103,4 +103,5 @@ __all__ = [
     "serves",
     "stale_pods",
     "summarize",
+    "summarize_cluster",
 ]

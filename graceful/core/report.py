@@ -120,3 +120,40 @@ def summarize_counts(policy: GracefulPolicy, *, matched: int, mismatched: int,
             "message": message,
         }],
     }
+
+
+def cluster_order(item: tuple[str, WorkloadResult]) -> tuple[str, str, str]:
+    """The order of a ClusterGracefulPolicy's ``mismatches``: by namespace, kind, then name."""
+    namespace, result = item
+    return (namespace, *order(result))
+
+
+def summarize_cluster_counts(policy: GracefulPolicy, *, matched: int, mismatched: int,
+                             first: Sequence[tuple[str, WorkloadResult]], now: datetime,
+                             previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ClusterGracefulPolicy's status: :func:`summarize_counts` over every namespace it
+    serves, each listed mismatch saying its ``namespace`` (``ClusterMismatch``), because
+    two namespaces may each hold a Deployment of the same name.
+
+    ``first``: (namespace, result) of the first mismatched workloads in
+    :func:`cluster_order`.
+    """
+    listed = list(first[:MAX_MISMATCHES])
+    status = summarize_counts(policy, matched=matched, mismatched=mismatched,
+                              first=[result for _, result in listed], now=now,
+                              previous=previous)
+    status["mismatches"] = [{"namespace": namespace, **line}
+                            for (namespace, _), line in zip(listed, status["mismatches"],
+                                                            strict=True)]
+    return status
+
+
+def summarize_cluster(policy: GracefulPolicy, results: Iterable[tuple[str, WorkloadResult]], *,
+                      now: datetime, limit: int = MAX_MISMATCHES,
+                      previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The whole ``status`` of a ClusterGracefulPolicy for (namespace, result) pairs."""
+    limit = max(0, min(limit, MAX_MISMATCHES))
+    ordered = sorted(results, key=cluster_order)
+    bad = [item for item in ordered if not item[1].compliant]
+    return summarize_cluster_counts(policy, matched=len(ordered), mismatched=len(bad),
+                                    first=bad[:limit], now=now, previous=previous)

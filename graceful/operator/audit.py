@@ -15,14 +15,26 @@ the workloads of that policy (those naming it, those it matched, and those
 without a ``graceful.io/policy`` annotation, which a selector may match). So
 an edit costs one evaluation however large the namespace is.
 
+ClusterGracefulPolicies go through the same call: the namespace's policies
+and the cluster's are passed together with the namespace's labels, and
+verdicts are grouped by the policy's *reference* (``NAME`` or
+``cluster/NAME``, as ``graceful.io/policy`` names it), since a GracefulPolicy
+and a ClusterGracefulPolicy may share a name. A cluster policy's status is
+the sum of its counts in every namespace (:func:`cluster_status`). Whether it
+serves a namespace is part of its fingerprint there, so a namespace
+relabelled, or a cluster policy edited, re-evaluates only the workloads of
+the namespaces where that changes anything.
+
 Pure: no I/O, time passed in.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -36,17 +48,19 @@ from graceful.core import (
     evaluate,
     invalid_policy_message,
 )
-from graceful.core.names import ANNOTATION_POLICY
+from graceful.core.names import ANNOTATION_POLICY, CLUSTER_KIND, CLUSTER_POLICY_PREFIX
 from graceful.core.policy import MAX_MISMATCHES
-from graceful.core.report import order, summarize_counts
+from graceful.core.report import order, summarize_cluster_counts, summarize_counts
 from graceful.core.rollout import stale_of
+from graceful.core.selection import serves
 from graceful.operator.events import Verdict, WorkloadKey, reasons_of
 from graceful.operator.store import key_of
 
 
 @dataclass(frozen=True)
 class PolicyEntry:
-    """A GracefulPolicy as the operator keeps it: parsed once, with its stored status."""
+    """A GracefulPolicy or ClusterGracefulPolicy as the operator keeps it: parsed once,
+    with its stored status."""
 
     name: str
     namespace: str
@@ -56,18 +70,45 @@ class PolicyEntry:
     error: str | None = None
     """Why the spec could not be used (``policy`` is None then)."""
     status: Mapping[str, Any] = field(default_factory=dict)
+    cluster: bool = False
+    """A ClusterGracefulPolicy (``namespace`` is empty)."""
+    serving: bool = True
+    """In one namespace's audit (:func:`for_namespace`): whether this cluster policy's
+    ``namespaceSelector`` selects the namespace (an invalid one: unknown, so True)."""
 
     @property
-    def fingerprint(self) -> tuple[str, str, int]:
-        """Changes whenever the spec may have (metadata.generation counts spec edits)."""
-        return (self.name, self.uid, self.generation)
+    def reference(self) -> str:
+        """How ``graceful.io/policy`` and the verdicts name it: ``NAME`` or ``cluster/NAME``."""
+        return f"{CLUSTER_POLICY_PREFIX}{self.name}" if self.cluster else self.name
+
+    @property
+    def fingerprint(self) -> tuple[str, str, int, bool]:
+        """Changes whenever the verdicts of its workloads may have (metadata.generation counts
+        spec edits). A cluster policy that does not serve the namespace decides nothing there
+        whatever its spec says, so its edits leave the namespace's fingerprint alone."""
+        generation = self.generation if self.serving else -1
+        return (self.reference, self.uid, generation, self.serving)
+
+
+def for_namespace(entry: PolicyEntry, ns_labels: Mapping[str, str] | None) -> PolicyEntry:
+    """``entry`` as one namespace's audit sees it (``serving`` set for a cluster policy).
+
+    ``ns_labels`` None: nothing is known of the namespace, so no cluster policy serves it
+    (what ``graceful.core.select`` does with None).
+    """
+    if not entry.cluster or entry.policy is None:
+        return entry
+    serving = ns_labels is not None and serves(entry.policy, ns_labels)
+    return replace(entry, serving=serving)
 
 
 def policy_entry(body: Mapping[str, Any]) -> PolicyEntry:
-    """Parse a GracefulPolicy from the API; a bad spec is kept with its error."""
+    """Parse a GracefulPolicy or ClusterGracefulPolicy from the API; a bad spec is kept
+    with its error."""
     meta = body.get("metadata") or {}
     name = str(meta.get("name") or "")
-    namespace = str(meta.get("namespace") or "")
+    cluster = body.get("kind") == CLUSTER_KIND
+    namespace = "" if cluster else str(meta.get("namespace") or "")
     raw_generation = meta.get("generation")
     generation = raw_generation if isinstance(raw_generation, int) else 0
     status = body.get("status")
@@ -80,7 +121,7 @@ def policy_entry(body: Mapping[str, Any]) -> PolicyEntry:
         policy, error = None, str(exc)
     return PolicyEntry(name=name, namespace=namespace, uid=str(meta.get("uid") or ""),
                        generation=generation, policy=policy, error=error,
-                       status=status if isinstance(status, Mapping) else {})
+                       status=status if isinstance(status, Mapping) else {}, cluster=cluster)
 
 
 @dataclass(frozen=True)
@@ -106,12 +147,14 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def audit_workload(obj: Mapping[str, Any], policies: Iterable[GracefulPolicy],
-                   invalid: Mapping[str, str] | None = None) -> WorkloadAudit:
-    """Evaluate one workload projection with its namespace's policies.
+                   invalid: Mapping[str, str] | None = None,
+                   ns_labels: Mapping[str, str] | None = None) -> WorkloadAudit:
+    """Evaluate one workload projection with its namespace's policies and the cluster's.
 
-    ``invalid``: the namespace's unusable policies, name to error (see ``evaluate``).
+    ``invalid``: the unusable policies, reference to error (see ``evaluate``);
+    ``ns_labels``: the namespace's labels (which cluster policies serve it).
     """
-    decision = evaluate(obj, policies, invalid)
+    decision = evaluate(obj, policies, invalid, ns_labels=ns_labels)
     findings = list(decision.findings)
     if decision.compliant:
         stale = stale_of(obj)
@@ -151,7 +194,8 @@ class NamespaceAudit:
 
     audits: dict[WorkloadKey, WorkloadAudit] = field(default_factory=dict)
     members: dict[str, set[WorkloadKey]] = field(default_factory=dict)
-    """policy name -> the workloads whose verdict counts for it (its status)"""
+    """policy reference -> the workloads whose verdict counts for it (its status); every
+    ``str`` key below is a reference too (``NAME`` or ``cluster/NAME``)"""
     bad: dict[str, dict[WorkloadKey, WorkloadResult]] = field(default_factory=dict)
     """policy name -> its mismatched workloads' results (the status lists the first ones)"""
     named: dict[str, set[WorkloadKey]] = field(default_factory=dict)
@@ -163,7 +207,7 @@ class NamespaceAudit:
     """workload -> the policy its annotation names"""
     unnamed: set[WorkloadKey] = field(default_factory=set)
     """workloads without the annotation: any policy's selector may match them"""
-    fingerprints: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    fingerprints: dict[str, tuple[str, str, int, bool]] = field(default_factory=dict)
     """policy name -> the fingerprint the verdicts were computed with"""
     evaluations: int = 0
     """How many times ``evaluate`` ran (for the metrics, tests and the benchmark)."""
@@ -176,7 +220,7 @@ class NamespaceAudit:
             return set(workloads) | set(self.audits)
         todo = set(dirty)
         # every policy, the invalid ones too: an edit of one changes what its workloads are told
-        current = {p.name: p.fingerprint for p in policies}
+        current = {p.reference: p.fingerprint for p in policies}
         edited = {name for name in current.keys() | self.fingerprints.keys()
                   if current.get(name) != self.fingerprints.get(name)}
         for name in edited:
@@ -186,14 +230,17 @@ class NamespaceAudit:
         return todo
 
     def evaluate(self, objects: Mapping[WorkloadKey, Mapping[str, Any] | None],
-                 policies: Sequence[PolicyEntry]) -> dict[WorkloadKey, WorkloadAudit | None]:
+                 policies: Sequence[PolicyEntry],
+                 ns_labels: Mapping[str, str] | None = None,
+                 ) -> dict[WorkloadKey, WorkloadAudit | None]:
         """New verdicts for ``objects`` (None: the workload is gone); changes nothing here.
 
+        ``policies``: the namespace's and the cluster's; ``ns_labels``: the namespace's.
         Safe to run in a thread: it reads only its arguments.
         """
         usable = [p.policy for p in policies if p.policy is not None]
-        invalid = {p.name: p.error or "" for p in policies if p.policy is None}
-        return {key: None if obj is None else audit_workload(obj, usable, invalid)
+        invalid = {p.reference: p.error or "" for p in policies if p.policy is None}
+        return {key: None if obj is None else audit_workload(obj, usable, invalid, ns_labels)
                 for key, obj in objects.items()}
 
     def apply(self, objects: Mapping[WorkloadKey, Mapping[str, Any] | None],
@@ -222,7 +269,7 @@ class NamespaceAudit:
                 self.named.setdefault(name, set()).add(key)
                 self.naming[key] = name
             changes.audits.append(audit)
-        self.fingerprints = {p.name: p.fingerprint for p in policies}
+        self.fingerprints = {p.reference: p.fingerprint for p in policies}
         return changes
 
     def _forget(self, key: WorkloadKey) -> None:
@@ -241,17 +288,29 @@ class NamespaceAudit:
         self.unnamed.discard(key)
 
     def results(self, policy: str) -> list[WorkloadResult]:
-        """The results that make up ``policy``'s status."""
+        """The results that make up the status of the policy of reference ``policy``."""
         return [self.audits[key].result() for key in self.members.get(policy, ())]
 
     def status(self, entry: PolicyEntry, now: datetime) -> dict[str, Any]:
         """``entry``'s status from the kept counts: no pass over the policy's workloads."""
         assert entry.policy is not None
-        bad = self.bad.get(entry.name, {})
-        first = [bad[key] for _, key in self.ranked.get(entry.name, [])[:MAX_MISMATCHES]]
-        return summarize_counts(entry.policy, matched=len(self.members.get(entry.name, ())),
+        bad = self.bad.get(entry.reference, {})
+        first = [bad[key] for _, key in self.ranked.get(entry.reference, [])[:MAX_MISMATCHES]]
+        return summarize_counts(entry.policy,
+                                matched=len(self.members.get(entry.reference, ())),
                                 mismatched=len(bad), first=first, now=now,
                                 previous=entry.status)
+
+    def counts(self, reference: str) -> tuple[int, int]:
+        """(matched, mismatched) of the policy of ``reference`` in this namespace."""
+        return len(self.members.get(reference, ())), len(self.bad.get(reference, {}))
+
+    def first_mismatches(self, reference: str) -> list[tuple[tuple[str, str, str], WorkloadResult]]:
+        """The first mismatched results of ``reference`` here, in the cluster status's order
+        (namespace, kind, name), with that order as their sort key."""
+        bad = self.bad.get(reference, {})
+        return [((key[0], *rank), bad[key])
+                for rank, key in self.ranked.get(reference, [])[:MAX_MISMATCHES]]
 
     def __len__(self) -> int:
         return len(self.audits)
@@ -285,11 +344,36 @@ def invalid_status(entry: PolicyEntry, now: datetime) -> dict[str, Any]:
     }
 
 
+def cluster_status(entry: PolicyEntry, audits: Iterable[NamespaceAudit], *,
+                   now: datetime) -> dict[str, Any]:
+    """A ClusterGracefulPolicy's status: its counts summed over every namespace's audit.
+
+    No pass over workloads: each namespace keeps its counts and its first mismatches in
+    order, so this is a sum and a merge of at most 50 per namespace.
+    """
+    if entry.policy is None:
+        return invalid_status(entry, now)
+    matched = mismatched = 0
+    firsts = []
+    for state in audits:
+        m, b = state.counts(entry.reference)
+        matched, mismatched = matched + m, mismatched + b
+        if b:
+            firsts.append(state.first_mismatches(entry.reference))
+    first = [(rank[0], result) for rank, result in
+             itertools.islice(heapq.merge(*firsts, key=lambda item: item[0]), MAX_MISMATCHES)]
+    return summarize_cluster_counts(entry.policy, matched=matched, mismatched=mismatched,
+                                    first=first, now=now, previous=entry.status)
+
+
 def policy_statuses(policies: Iterable[PolicyEntry], state: NamespaceAudit, *,
                     now: datetime) -> dict[str, dict[str, Any]]:
-    """The status of each policy of a namespace, by policy name."""
+    """The status of each GracefulPolicy of a namespace, by policy name (cluster policies
+    are left out: their status sums every namespace, :func:`cluster_status`)."""
     statuses = {}
     for entry in policies:
+        if entry.cluster:
+            continue
         if entry.policy is None:
             statuses[entry.name] = invalid_status(entry, now)
         else:

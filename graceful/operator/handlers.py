@@ -2,11 +2,13 @@
 
 What kopf does here, and what it must not do:
 
-- ``@kopf.index`` keeps the parsed GracefulPolicies (few, small). kopf calls
-  non-index handlers only after that index is fully listed.
+- ``@kopf.index`` keeps the parsed GracefulPolicies and ClusterGracefulPolicies
+  and the Namespaces' labels (few, small). kopf calls non-index handlers only
+  after every index is fully listed, so no audit runs without them.
 - ``@kopf.on.event`` handlers hand every event of a Deployment, StatefulSet,
   DaemonSet or bare Pod to the auditor, which keeps a small projection
-  (``store``), and mark a namespace dirty when a policy changes. Workloads
+  (``store``), and mark a namespace dirty when a policy changes (every
+  namespace for a cluster policy's spec, one namespace for its labels). Workloads
   are not a kopf index because kopf holds every indexed object's whole body
   until all of them are indexed (see ``store``).
 - Pods are watched only where they are the workload: the Pod watch carries
@@ -35,7 +37,7 @@ import kopf
 from kubernetes import client as k8s_client
 
 from graceful.certificates.keeper import CertificateKeeper
-from graceful.core import GROUP, PLURAL, VERSION
+from graceful.core import CLUSTER_PLURAL, GROUP, PLURAL, VERSION
 from graceful.operator.audit import policy_entry
 from graceful.operator.kube import KubeApi, connection_info
 from graceful.operator.lease import LeaseElector
@@ -66,6 +68,21 @@ def is_workload(resource: kopf.Resource) -> bool:
 def index_policy(body: kopf.Body, **_: Any) -> dict[str, Any]:
     namespace = body.get("metadata", {}).get("namespace")
     return {namespace: policy_entry(body)} if namespace else {}
+
+
+def index_cluster_policy(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    name = body.get("metadata", {}).get("name")
+    return {name: policy_entry(body)} if name else {}
+
+
+def labels_of(body: kopf.Body) -> dict[str, str]:
+    raw = body.get("metadata", {}).get("labels") or {}
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def index_namespace(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    name = body.get("metadata", {}).get("name")
+    return {name: labels_of(body)} if name else {}
 
 
 def list_path(group: str, version: str, plural: str, namespace: str | None) -> str:
@@ -107,6 +124,25 @@ def build_registry(auditor: Auditor, elector: LeaseElector, api: KubeApi,
     async def policies(body: kopf.Body, **kwargs: Any) -> dict[str, Any]:
         return index_policy(body, **kwargs)
 
+    @kopf.index(GROUP, VERSION, CLUSTER_PLURAL, id="cluster_policies", registry=registry)
+    async def cluster_policies(body: kopf.Body, **kwargs: Any) -> dict[str, Any]:
+        return index_cluster_policy(body, **kwargs)
+
+    @kopf.index("", "v1", "namespaces", id="namespaces", registry=registry)
+    async def namespaces(body: kopf.Body, **kwargs: Any) -> dict[str, Any]:
+        return index_namespace(body, **kwargs)
+
+    @kopf.on.event(GROUP, VERSION, CLUSTER_PLURAL, id="cluster-policy-changed",
+                   registry=registry)
+    async def cluster_policy_changed(name: str | None, body: kopf.Body, type: str | None,
+                                     **_: Any) -> None:
+        auditor.cluster_policy_changed(name or "", None if type == "DELETED" else body)
+
+    @kopf.on.event("", "v1", "namespaces", id="namespace-changed", registry=registry)
+    async def namespace_changed(name: str | None, body: kopf.Body, type: str | None,
+                                **_: Any) -> None:
+        auditor.namespace_changed(name or "", None if type == "DELETED" else labels_of(body))
+
     @kopf.on.event(GROUP, VERSION, PLURAL, id="policy-changed", registry=registry)
     async def policy_changed(namespace: str | None, **_: Any) -> None:
         auditor.policy_changed(namespace)
@@ -118,7 +154,7 @@ def build_registry(auditor: Auditor, elector: LeaseElector, api: KubeApi,
 
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-        auditor.attach(kwargs["policies"])
+        auditor.attach(kwargs["policies"], kwargs["cluster_policies"], kwargs["namespaces"])
         await auditor.count_expected(WORKLOAD_RESOURCES.values())
         tasks.append(asyncio.create_task(auditor.run(), name="graceful auditor"))
         tasks.append(asyncio.create_task(auditor.post_events(), name="graceful events"))

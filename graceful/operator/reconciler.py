@@ -12,6 +12,19 @@ status with the keys that changed, only when something did, then posts the
 other Events. Because it is the only writer, status writes are batched per
 policy by construction, and two flushes never race.
 
+ClusterGracefulPolicies: each namespace's audit evaluates its workloads with
+the namespace's policies and the cluster's (``audit.for_namespace``), and a
+cluster policy's status, the sum over every namespace, is written after the
+namespaces' audits, batched under its own tracker key (:data:`CLUSTER`). A
+cluster policy edit, or a namespace's labels changing, marks only what it
+concerns: every namespace for a spec edit (each re-evaluates only the workloads
+of that policy, or none where it serves nothing), the one namespace for a label
+change. Their statuses are left out of ``events.seed``: they are written after
+the namespaces' Events are queued, not after they are posted, so a restart
+re-posts at worst an Event rather than missing one. An operator restricted to
+some namespaces (``--namespace``) counts the workloads of those only: a cluster
+policy's status is what the one elected operator audits.
+
 Only the Lease holder writes. A follower keeps its store warm and does no
 auditing at all; when it becomes leader it first rebuilds "what was reported"
 from the cluster (``events.seed``), then audits every namespace. Nothing is
@@ -30,12 +43,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from graceful.core import GROUP, PLURAL, VERSION
+from graceful.core import CLUSTER_PLURAL, GROUP, PLURAL, VERSION, namespace_labels
 from graceful.operator.audit import (
     Changes,
     NamespaceAudit,
     PolicyEntry,
     WorkloadAudit,
+    cluster_status,
+    for_namespace,
+    policy_entry,
     policy_statuses,
     status_changes,
 )
@@ -64,6 +80,10 @@ WRITE_TRUST_SECONDS = 10.0
 #: A full audit evaluates this many workloads at a time, then lets the loop run (kopf's
 #: watches, the Lease renewals), instead of holding it for seconds at 10,000 workloads.
 CHUNK = 200
+
+#: The tracker's key for writing the ClusterGracefulPolicies' statuses (no namespace is
+#: named ""), so that they are batched and retried like a namespace's.
+CLUSTER = ""
 
 
 Counter = Callable[[str], Awaitable[int]]
@@ -100,6 +120,10 @@ class Auditor:
     wall: Callable[[], datetime] = lambda: datetime.now(UTC)
     policies: Mapping[str, Iterable[PolicyEntry]] | None = None
     """kopf's index of GracefulPolicies: namespace -> its policies (attached at start-up)."""
+    cluster_policies: Mapping[str, Iterable[PolicyEntry]] | None = None
+    """kopf's index of ClusterGracefulPolicies: name -> the policy."""
+    namespaces: Mapping[str, Iterable[Mapping[str, str]]] | None = None
+    """kopf's index of Namespaces: name -> its labels (None: no cluster policy applies)."""
     counter: Counter | None = None
     """Counts the objects of a kind; None: the listing gate is open from the start."""
     metrics: Metrics = field(default_factory=Metrics)
@@ -128,11 +152,19 @@ class Auditor:
         self._replan: set[WorkloadKey] = set()
         self._events_wake = asyncio.Event()
         self._events_gate = asyncio.Semaphore(self.settings.event_concurrency)
+        self._cluster_seen: dict[str, tuple[str, str, int, bool]] = {}
+        self._labels_seen: dict[str, dict[str, str]] = {}
 
     # -- fed by kopf ---------------------------------------------------------------------------
 
-    def attach(self, policies: Mapping[str, Iterable[PolicyEntry]]) -> None:
+    def attach(self, policies: Mapping[str, Iterable[PolicyEntry]],
+               cluster_policies: Mapping[str, Iterable[PolicyEntry]] | None = None,
+               namespaces: Mapping[str, Iterable[Mapping[str, str]]] | None = None) -> None:
         self.policies = policies
+        if cluster_policies is not None:
+            self.cluster_policies = cluster_policies
+        if namespaces is not None:
+            self.namespaces = namespaces
 
     async def count_expected(self, kinds: Iterable[str]) -> None:
         """Count what kopf is about to list (called before kopf starts its watches)."""
@@ -175,6 +207,44 @@ class Auditor:
         self.indexes_ready()
         self.mark(namespace)
 
+    def cluster_policy_changed(self, name: str, body: Mapping[str, Any] | None) -> None:
+        """A ClusterGracefulPolicy event (``body`` None: deleted).
+
+        A spec edit (or a creation or deletion) marks every namespace: each evaluates
+        again only the workloads of that policy. A status change (our own writes) only
+        makes the cluster statuses due, to be compared again.
+        """
+        self.indexes_ready()
+        fingerprint = None if body is None else policy_entry(body).fingerprint
+        if fingerprint != self._cluster_seen.get(name):
+            if fingerprint is None:
+                self._cluster_seen.pop(name, None)
+            else:
+                self._cluster_seen[name] = fingerprint
+            for namespace in self.known_namespaces():
+                self.dirty.setdefault(namespace, set())
+                self.mark(namespace)
+        self.mark_cluster()
+
+    def namespace_changed(self, name: str, labels: Mapping[str, str] | None) -> None:
+        """A Namespace event (``labels`` None: deleted): only a change of labels can change
+        which cluster policies serve it, and only its own workloads."""
+        self.indexes_ready()
+        current = None if labels is None else dict(labels)
+        if current == self._labels_seen.get(name):
+            return
+        if current is None:
+            self._labels_seen.pop(name, None)
+        else:
+            self._labels_seen[name] = current
+        self.dirty.setdefault(name, set())
+        self.mark(name)
+
+    def mark_cluster(self) -> None:
+        """The cluster policies' statuses are due (after the namespaces' audits)."""
+        self.tracker.mark(CLUSTER, self.clock())
+        self._wake.set()
+
     def mark(self, namespace: str | None) -> None:
         if namespace:
             self.tracker.mark(namespace, self.clock())
@@ -196,7 +266,7 @@ class Auditor:
             else:
                 self.dirty.setdefault(namespace, set())
         self.tracker.mark_many(sorted(self.known_namespaces()), self.clock())
-        self._wake.set()
+        self.mark_cluster()
 
     def leadership_changed(self, leading: bool) -> None:
         """Called by the elector; a new term starts from what the cluster says."""
@@ -233,7 +303,10 @@ class Auditor:
                 next_resync = now + self.settings.resync_seconds
             for namespace in self.tracker.pop_due(now):
                 try:
-                    await self.flush(namespace)
+                    if namespace == CLUSTER:
+                        await self.flush_cluster()
+                    else:
+                        await self.flush(namespace)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -264,7 +337,9 @@ class Auditor:
         if not self.seeded:
             await self.seed()
         started = time.perf_counter()
-        policies = list(self.policies.get(namespace, ()))
+        own = list(self.policies.get(namespace, ()))
+        labels = self.namespace_labels(namespace)
+        policies = own + [for_namespace(entry, labels) for entry in self.cluster_entries()]
         state = self.audits.setdefault(namespace, NamespaceAudit())
         dirty = self.dirty.pop(namespace, set())
         workloads = self.store.namespace(namespace)
@@ -276,13 +351,15 @@ class Auditor:
             if start:
                 await asyncio.sleep(0)
             verdicts.update(state.evaluate({k: objects[k] for k in keys[start:start + CHUNK]},
-                                           policies))
+                                           policies, labels))
         old = {key: state.audits.get(key) for key in verdicts}
         changes = state.apply(objects, verdicts, policies)
         for key, audit in verdicts.items():
             self.metrics.replaced(old[key], audit)
         self.metrics.evaluations.inc(len(changes.audits))
         report.audited = len(changes.audits)
+        if changes.audits or changes.removed:
+            self.mark_cluster()  # a cluster policy's counts may have moved
         intents = self._plan_events(changes)
         statuses = policy_statuses(policies, state, now=self.wall())
         # The status goes out as soon as the Events of the workloads it lists have: a restart
@@ -292,7 +369,7 @@ class Auditor:
         listed = {(namespace, str(m.get("kind")), str(m.get("name")))
                   for status in statuses.values() for m in status.get("mismatches", ())}
         await self._post_all([i for i in intents if i.verdict.key in listed], report)
-        for entry in policies:
+        for entry in own:
             written = await self._write_status(entry, statuses[entry.name])
             if written is None:
                 report.failed = True
@@ -301,7 +378,7 @@ class Auditor:
         # The others go to the background poster: the next edit's audit must not wait behind
         # thousands of Events (at ~150 a second) of a first audit or a policy edit.
         self._queue_events([i for i in intents if i.verdict.key not in listed])
-        if not state.audits and not workloads and not policies:
+        if not state.audits and not workloads and not own:
             del self.audits[namespace]  # an empty (or deleted) namespace leaves nothing behind
         if report.failed:
             self.tracker.retry(namespace, self.clock() + self.settings.retry_seconds)
@@ -317,6 +394,46 @@ class Auditor:
         elif report.events or report.statuses:
             logger.info("namespace %s: evaluated %d workloads, %d events, %d status writes",
                         namespace, report.audited, report.events, report.statuses)
+        return report
+
+    def cluster_entries(self) -> list[PolicyEntry]:
+        """The ClusterGracefulPolicies, by name."""
+        index = self.cluster_policies or {}
+        return [entry for name in sorted(index) for entry in index.get(name, ())]
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        """The namespace's labels as the index has them (None: not known, e.g. deleted)."""
+        if self.namespaces is None:
+            return None
+        for labels in self.namespaces.get(namespace, ()):
+            return namespace_labels(namespace, labels)
+        return None
+
+    async def flush_cluster(self) -> FlushReport:
+        """Write each ClusterGracefulPolicy's status from the namespaces' kept counts."""
+        report = FlushReport(CLUSTER)
+        if self.policies is None or self.cluster_policies is None:
+            report.skipped = "no indexes yet"
+            return report
+        if not self.is_leader():
+            report.skipped = "not the leader"
+            return report
+        if any(namespace in self.tracker for namespace in self.known_namespaces()
+               if namespace not in self._first_done):
+            # A namespace not audited yet this term would be counted as empty: after it.
+            report.skipped = "namespaces not audited yet"
+            self.mark_cluster()
+            return report
+        now = self.wall()
+        for entry in self.cluster_entries():
+            written = await self._write_status(entry, cluster_status(
+                entry, list(self.audits.values()), now=now))
+            if written is None:
+                report.failed = True
+            elif written:
+                report.statuses += 1
+        if report.failed:
+            self.tracker.retry(CLUSTER, self.clock() + self.settings.retry_seconds)
         return report
 
     def _queue_events(self, intents: list[EventIntent]) -> None:
@@ -430,8 +547,9 @@ class Auditor:
             return False
         if not self.is_leader():
             return False
-        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{entry.namespace}/{PLURAL}/"
-                f"{entry.name}/status")
+        path = (f"/apis/{GROUP}/{VERSION}/{CLUSTER_PLURAL}/{entry.name}/status" if entry.cluster
+                else f"/apis/{GROUP}/{VERSION}/namespaces/{entry.namespace}/{PLURAL}/"
+                     f"{entry.name}/status")
         body = {"metadata": {"uid": entry.uid}, "status": changed}
         started = self.clock()
         try:
@@ -439,13 +557,13 @@ class Auditor:
         except ApiError as exc:
             if exc.status == 404:
                 return False  # deleted meanwhile
-            logger.warning("status of %s/%s failed: %s", entry.namespace, entry.name, exc)
+            logger.warning("status of %s failed: %s", _label(entry), exc)
             return None
         self.written[key] = _Written(status, entry.uid, started)
         self.status_writes += 1
         self.metrics.status_writes.inc()
-        logger.info("status of %s/%s: matched=%s compliant=%s mismatched=%s",
-                    entry.namespace, entry.name, status.get("matched"),
+        logger.info("status of %s: matched=%s compliant=%s mismatched=%s",
+                    _label(entry), status.get("matched"),
                     status.get("compliant"), status.get("mismatched"))
         return True
 
@@ -467,3 +585,7 @@ class Auditor:
         self.seeded = True
         logger.info("rebuilt the reported state of %d workloads from %d events",
                     len(self.reported), len(events))
+
+
+def _label(entry: PolicyEntry) -> str:
+    return entry.reference if entry.cluster else f"{entry.namespace}/{entry.name}"

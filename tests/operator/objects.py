@@ -92,3 +92,28 @@ def replicaset(name: str, uid: str, deployment_uid: str) -> dict[str, Any]:
                                           "controller": True}]},
         "spec": {"replicas": 1},
     }
+
+
+def cluster_policy(name: str = "standard", *, selects: dict[str, str] | None = None,
+                   timeout: int = 30, generation: int = 1, uid: str | None = None,
+                   status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    """A ClusterGracefulPolicy serving the namespaces labelled ``selects``
+    (default ``budget=standard``); same budget defaults as :func:`policy`."""
+    obj: dict[str, Any] = {
+        "apiVersion": "graceful.io/v1alpha1",
+        "kind": "ClusterGracefulPolicy",
+        "metadata": {"name": name, "generation": generation,
+                     "uid": uid or f"uid-cluster-policy-{name}"},
+        "spec": {"mode": "Audit", "gracefulTimeoutSeconds": timeout,
+                 "namespaceSelector": {"matchLabels": selects or {"budget": "standard"}},
+                 **spec},
+    }
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "uid": f"uid-ns-{name}",
+                         "labels": {"kubernetes.io/metadata.name": name, **(labels or {})}}}

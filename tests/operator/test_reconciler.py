@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graceful.operator.events import REASON_COMPLIANT, REASON_MISMATCH
-from graceful.operator.handlers import index_policy
+from graceful.operator.handlers import (
+    index_cluster_policy,
+    index_namespace,
+    index_policy,
+    labels_of,
+)
 from graceful.operator.reconciler import Auditor
 from graceful.operator.settings import OperatorSettings
 from tests.operator import objects
@@ -37,14 +42,22 @@ class World:
 
     def _deliver(self, auditor: Auditor, body: dict[str, Any], event: str | None) -> None:
         if body["kind"] == "GracefulPolicy":
-            auditor.attach(self.policies())
+            auditor.attach(*self.indexes())
             auditor.policy_changed(body["metadata"]["namespace"])
+        elif body["kind"] == "ClusterGracefulPolicy":
+            auditor.attach(*self.indexes())
+            auditor.cluster_policy_changed(body["metadata"]["name"],
+                                           None if event == "DELETED" else body)
+        elif body["kind"] == "Namespace":
+            auditor.attach(*self.indexes())
+            auditor.namespace_changed(body["metadata"]["name"],
+                                      None if event == "DELETED" else labels_of(body))  # type: ignore[arg-type]
         elif body["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Pod"):
             auditor.observe(body["kind"], event, body)
 
     def watch(self, auditor: Auditor) -> None:
         """A new operator: kopf lists everything first (event type None)."""
-        auditor.attach(self.policies())
+        auditor.attach(*self.indexes())
         for body in self.bodies.values():
             self._deliver(auditor, body, None)
         self.watchers.append(auditor)
@@ -57,15 +70,31 @@ class World:
                     index.setdefault(key, []).append(value)
         return index
 
+    def indexes(self) -> tuple[dict[str, list[Any]], dict[str, list[Any]],
+                               dict[str, list[Any]]]:
+        """What kopf's three indexes hold: policies, cluster policies, namespace labels."""
+        cluster: dict[str, list[Any]] = {}
+        namespaces: dict[str, list[Any]] = {}
+        for body in self.bodies.values():
+            if body["kind"] == "ClusterGracefulPolicy":
+                for key, value in index_cluster_policy(body).items():  # type: ignore[arg-type]
+                    cluster.setdefault(key, []).append(value)
+            elif body["kind"] == "Namespace":
+                for key, value in index_namespace(body).items():  # type: ignore[arg-type]
+                    namespaces.setdefault(key, []).append(value)
+        return self.policies(), cluster, namespaces
+
     def apply_status_patches(self, api: FakeApi) -> None:
         """What the watch would deliver after the operator's status writes."""
         for path, patch in api.patches:
             name = path.split("/")[-2]
-            body = self.bodies[("GracefulPolicy", name)]
+            kind = ("ClusterGracefulPolicy" if "/clustergracefulpolicies/" in path
+                    else "GracefulPolicy")
+            body = self.bodies[(kind, name)]
             body["status"] = {**body.get("status", {}), **copy.deepcopy(patch["status"])}
         api.patches.clear()
         for auditor in self.watchers:
-            auditor.attach(self.policies())
+            auditor.attach(*self.indexes())
 
 
 class Clock:
@@ -88,7 +117,7 @@ def make(api: FakeApi, world: World, *, leader: bool = True,
 
 def flush(auditor: Auditor, world: World, namespace: str = "team-a") -> Any:
     """What :meth:`Auditor.run` does once the namespace is due."""
-    auditor.attach(world.policies())
+    auditor.attach(*world.indexes())
     auditor.tracker.pop_due(float("inf"))
 
     async def flush_and_post() -> Any:
