@@ -301,22 +301,13 @@ class _Planner:
             self.builder.set(hook_path, prestop.hook_for(drain.pre_stop_action, wanted))
             return "add", wanted
         if existing.shape == "invalid":
-            self._note([Finding(
-                FindingCode.PreStopInvalid,
-                f"container {name}: preStop tcpSocket is never run by the kubelet;"
-                " use sleep, exec or httpGet", container.name)])
+            self._invalid_hook(container)
             return "keep-invalid", 0
         if existing.shape == "unknown" or existing.seconds is None:
             length = self.declared.for_container(container.name)
             if length is not None:
                 return "keep-declared", length
-            self.warnings.append(warning(
-                f"kept existing preStop on container {clip(container.name, 32)}"
-                " (duration unknown)"))
-            self.findings.append(Finding(
-                FindingCode.PreStopDurationUnknown,
-                f"container {name}: preStop hook of unknown length; declare it with"
-                f" {ANNOTATION_PRESTOP_SECONDS}", container.name))
+            self._unknown_hook(container)
             return "keep-unknown", wanted
         if existing.seconds < wanted:
             self.findings.append(Finding(
@@ -336,28 +327,35 @@ class _Planner:
         if lifecycle is not None and not isinstance(lifecycle, Mapping):
             raise UnreadableObject(f"{container.path}/lifecycle is not an object")
         existing = prestop.read(lifecycle.get("preStop") if lifecycle else None)
-        name = clip(container.name)
         if existing.shape == "none":
             return 0, True
         if existing.shape == "invalid":
-            self._note([Finding(
-                FindingCode.PreStopInvalid,
-                f"container {name}: preStop tcpSocket is never run by the kubelet;"
-                " use sleep, exec or httpGet", container.name)])
+            self._invalid_hook(container)
             return 0, True
         if existing.seconds is not None:
             return existing.seconds, True
         length = self.declared.for_container(container.name)
         if length is not None:
             return length, True
+        self._unknown_hook(container)
+        return 0, False
+
+    def _invalid_hook(self, container: ContainerView) -> None:
+        """A preStop the kubelet never runs (tcpSocket): kept as it is, and said."""
+        self._note([Finding(
+            FindingCode.PreStopInvalid,
+            f"container {clip(container.name)}: preStop tcpSocket is never run by the kubelet;"
+            " use sleep, exec or httpGet", container.name)])
+
+    def _unknown_hook(self, container: ContainerView) -> None:
+        """A preStop whose length cannot be read is never counted as S: kept, warned, reported."""
         self.warnings.append(warning(
             f"kept existing preStop on container {clip(container.name, 32)}"
             " (duration unknown)"))
         self.findings.append(Finding(
             FindingCode.PreStopDurationUnknown,
-            f"container {name}: preStop hook of unknown length; declare it with"
+            f"container {clip(container.name)}: preStop hook of unknown length; declare it with"
             f" {ANNOTATION_PRESTOP_SECONDS}", container.name))
-        return 0, False
 
     def _sidecars(self, sidecars: tuple[ContainerView, ...], budget: Budget, app_end: int,
                   unknown: list[str]) -> Budget:
