@@ -139,13 +139,14 @@ class Client:
         return [{"apiVersion": resource.api_version, "kind": resource.kind, **item}
                 for item in found.get("items") or []]
 
-    def read(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+    def read(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        """One object; ``namespace`` None for a cluster-scoped kind (a Namespace)."""
         try:
             return self.get(resource.path(namespace, name), verb="get",
                             resource=resource.qualified, namespace=namespace)
         except NotFound:
-            raise NotFound(f"{resource.kind.lower()} {name!r} not found in namespace"
-                           f" {namespace}") from None
+            where = f" in namespace {namespace}" if namespace else ""
+            raise NotFound(f"{resource.kind.lower()} {name!r} not found{where}") from None
 
 
 def _message(body: object) -> str | None:

@@ -64,7 +64,7 @@ def _labels(client: Client, namespace: str | None) -> dict[str, dict[str, str]]:
     if namespace is None:
         items = client.list(NAMESPACES, None)
     else:
-        items = [client.read(NAMESPACES, namespace, namespace)]
+        items = [client.read(NAMESPACES, None, namespace)]
     labels = {}
     for item in items:
         meta = item.get("metadata") or {}

@@ -184,6 +184,12 @@ def test_audit_cluster_reports_the_mismatched_workload(
                  env=cluster.env())
     verdicts = {r["name"]: r["verdict"] for r in json.loads(report.stdout)["results"]}
     assert verdicts == {"worker": "MISMATCH", "fit": "PASS"}  # the Pods are the RS's, not listed
+    everywhere = run(GRACEFUL, "audit", "--cluster", "-A", "-o", "json", env=cluster.env())
+    assert everywhere.returncode == 1, everywhere.stderr
+    found = {(r["namespace"], r["name"]): r["verdict"]
+             for r in json.loads(everywhere.stdout)["results"]}
+    assert found[(workloads, "worker")] == "MISMATCH"
+    assert found[(workloads, "fit")] == "PASS"
 
 
 def test_a_viewer_kubeconfig_is_enough(cluster: Cluster, workloads: str, viewer: Path) -> None:
@@ -208,3 +214,27 @@ def test_errors_say_what_is_missing(cluster: Cluster, workloads: str, view_only:
     missing = run(GRACEFUL, "explain", "sts/nothing", "-n", workloads, env=cluster.env())
     assert missing.returncode == 2
     assert f"statefulset 'nothing' not found in namespace {workloads}" in missing.stderr
+
+
+def test_a_cluster_policy_selects_by_the_live_namespace_labels(
+        cluster: Cluster, kubectl: Kubectl, workloads: str, viewer: Path) -> None:
+    """The namespace's labels are read from the cluster (a viewer may get its namespace)."""
+    name = f"live-{uuid.uuid4().hex[:8]}"
+    policy = {"apiVersion": "graceful.io/v1alpha1", "kind": "ClusterGracefulPolicy",
+              "metadata": {"name": name},
+              "spec": {**POLICY["spec"], "namespaceSelector": {"matchLabels": {"team": name}}}}
+    kubectl("apply", "-f", "-", input=json.dumps(policy))
+    try:
+        batch = deployment("batch")
+        batch["metadata"]["annotations"]["graceful.io/policy"] = f"cluster/{name}"
+        kubectl("apply", "-n", workloads, "-f", "-", input=json.dumps(batch))
+        env = {**os.environ, "KUBECONFIG": str(viewer)}
+        before = run(GRACEFUL, "explain", "deploy/batch", env=env)
+        assert before.returncode == 0, before.stderr
+        assert f"policy 'cluster/{name}' not found in namespace {workloads}" in before.stdout
+        kubectl("label", "namespace", workloads, f"team={name}")
+        after = run(GRACEFUL, "explain", "deploy/batch", env=env)
+        assert after.returncode == 0, after.stderr
+        assert f"Deployment {workloads}/batch: policy cluster/{name} (Audit)" in after.stdout
+    finally:
+        kubectl("delete", "clustergracefulpolicy", name, check=False)
