@@ -141,9 +141,11 @@ class Client:
 
     def read(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         """One object; ``namespace`` None for a cluster-scoped kind (a Namespace)."""
+        # RBAC checks a get of Namespace X as a request in namespace X: say so when forbidden
+        scope = name if resource.kind == "Namespace" else namespace
         try:
             return self.get(resource.path(namespace, name), verb="get",
-                            resource=resource.qualified, namespace=namespace)
+                            resource=resource.qualified, namespace=scope)
         except NotFound:
             where = f" in namespace {namespace}" if namespace else ""
             raise NotFound(f"{resource.kind.lower()} {name!r} not found{where}") from None

@@ -210,7 +210,7 @@ def _pod_hooks(pod: Mapping[str, Any], plan: ContainerPlan | None, name: str) ->
     return f"{name} preStop {has}{asked}"
 
 
-def describe_pods(decision: Decision, pods: list[dict[str, Any]]) -> list[str]:
+def describe_pods(decision: Decision, pods: list[dict[str, Any]], kind: str) -> list[str]:
     """The running Pods of a live workload and whether each carries its budget.
 
     The verdict is :func:`graceful.core.stale_pods`'s (the operator's StalePods);
@@ -228,8 +228,14 @@ def describe_pods(decision: Decision, pods: list[dict[str, Any]]) -> list[str]:
         spec = pod.get("spec") or {}
         grace = spec.get("terminationGracePeriodSeconds", KUBERNETES_DEFAULT_GRACE_SECONDS)
         hooks = ", ".join(_pod_hooks(pod, c, c.name) for c in plan.containers)
-        state = ("STALE: created from an older template; its next shutdown cuts the drain"
-                 " (a rollout replaces it)" if name_of(pod) in stale else "carries the budget")
+        if name_of(pod) not in stale:
+            state = "carries the budget"
+        elif kind == "Pod":  # a bare Pod is its own template: nothing replaces it
+            state = ("does NOT carry the budget (a Pod's grace period and hooks cannot be"
+                     " changed: recreate it)")
+        else:
+            state = ("STALE: created from an older template; its next shutdown cuts the drain"
+                     " (a rollout replaces it)")
         lines.append(f"  {name_of(pod)}: {state}")
         lines.append(f"    terminationGracePeriodSeconds {grace}s (template:"
                      f" {plan.grace_period_seconds}s); {hooks}")
@@ -267,7 +273,7 @@ def _run_live(args: argparse.Namespace) -> int:
         lines = _describe(doc, namespace, decision, _width(args))
     except UnreadableObject as exc:
         lines = [f"{doc.kind} {namespace}/{doc.name}: cannot read {exc}"]
-    print("\n".join([*lines, *describe_pods(decision, pods)]))
+    print("\n".join([*lines, *describe_pods(decision, pods, doc.kind)]))
     return 0
 
 

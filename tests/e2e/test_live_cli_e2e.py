@@ -33,7 +33,7 @@ CRDS = ROOT / "crds"
 BIN = Path(sys.executable).parent
 GRACEFUL = str(BIN / "graceful")
 
-POLICY = {
+POLICY: dict[str, Any] = {
     "apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
     "metadata": {"name": "apps"},
     "spec": {"mode": "Audit", "gracefulTimeoutSeconds": 30,
@@ -57,7 +57,7 @@ def deployment(name: str) -> dict[str, Any]:
 def admitted(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
     """``obj`` as an Enforce policy's webhook would store it: compliant by construction."""
     enforce = {**POLICY, "metadata": {"name": "apps", "namespace": namespace},
-               "spec": {**POLICY["spec"], "mode": "Enforce"}}  # type: ignore[dict-item]
+               "spec": {**POLICY["spec"], "mode": "Enforce"}}
     policy = GracefulPolicy.from_object(enforce)
     decision = evaluate(obj, [policy])
     assert decision.patch and decision.admitted is not None
@@ -238,3 +238,36 @@ def test_a_cluster_policy_selects_by_the_live_namespace_labels(
         assert f"Deployment {workloads}/batch: policy cluster/{name} (Audit)" in after.stdout
     finally:
         kubectl("delete", "clustergracefulpolicy", name, check=False)
+
+
+
+def test_a_job_and_a_bare_pod(cluster: Cluster, kubectl: Kubectl, workloads: str) -> None:
+    """Batch Pods get G + M and no preStop; a bare Pod is its own template, and its only Pod.
+
+    The test cluster runs no Job controller, so the Job has no Pods here.
+    """
+    annotations = {"graceful.io/policy": "apps", "graceful.io/graceful-timeout": "60"}
+    pod_spec = {"restartPolicy": "Never",
+                "containers": [{"name": "task", "image": "example/task:1"}]}
+    kubectl("apply", "-n", workloads, "-f", "-", input=json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "once", "annotations": annotations},
+        "spec": {"template": {"spec": pod_spec}}}))
+    kubectl("apply", "-n", workloads, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "alone", "annotations": annotations}, "spec": pod_spec}))
+    job = run(GRACEFUL, "explain", "job/once", "-n", workloads, env=cluster.env())
+    assert job.returncode == 0, job.stderr
+    assert f"Job {workloads}/once: policy apps (Audit)" in job.stdout
+    assert "GracePeriodBelowBudget: grace period 30s < budget 70s" in job.stdout
+    assert "running Pods: none" in job.stdout
+    pod = run(GRACEFUL, "explain", "po/alone", "-n", workloads, env=cluster.env())
+    assert pod.returncode == 0, pod.stderr
+    assert "running Pods (1), against the template's budget:" in pod.stdout
+    assert "  alone: does NOT carry the budget" in pod.stdout
+    # a bare Pod is no batch Pod (only a Job's are): preStop and its seconds count
+    assert ("terminationGracePeriodSeconds 30s (template: 75s); task preStop none"
+            " (template: 5s)") in pod.stdout
+    audit = run(GRACEFUL, "audit", "--cluster", "-n", workloads, "-o", "json", env=cluster.env())
+    verdicts = {(r["kind"], r["name"]): r["verdict"] for r in json.loads(audit.stdout)["results"]}
+    assert verdicts[("Job", "once")] == verdicts[("Pod", "alone")] == "MISMATCH"
