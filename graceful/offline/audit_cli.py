@@ -1,7 +1,13 @@
 """``graceful audit -f FILE|DIR|-``: the engine's findings on manifests, for CI.
 
+``graceful audit --cluster [-n NS | -A]`` audits the live workloads of the
+kubeconfig's cluster instead: they are read (:mod:`graceful.live`) into the
+same :class:`~graceful.offline.loader.Inventory` and judged by the same
+:func:`~graceful.offline.audit.audit`.
+
 Exit codes: 0 every opted-in workload passes, 1 at least one mismatch, 2 the
-input cannot be read (a missing file, broken YAML, an invalid GracefulPolicy).
+input cannot be read (a missing file, broken YAML, an invalid GracefulPolicy,
+a cluster that cannot be read).
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ import argparse
 import json
 import sys
 
+from graceful.live.options import add_connection_arguments
 from graceful.offline.audit import Result, audit, summary
-from graceful.offline.loader import InputError, inventory, load
+from graceful.offline.loader import InputError, Inventory, inventory, load
 
 PROG = "graceful audit"
 
@@ -23,13 +30,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "operator use. Exit 0: all opted-in workloads pass; 1: a mismatch; 2: unreadable input."
     )
     parser.add_argument(
-        "-f", "--filename", dest="files", action="append", required=True, metavar="FILE",
+        "-f", "--filename", dest="files", action="append", metavar="FILE",
         help="a manifest file, a directory (read recursively) or - for standard input; "
              "repeat for more",
     )
     parser.add_argument(
-        "-n", "--namespace", default="default",
-        help="namespace of objects that name none (default: %(default)s)",
+        "--cluster", action="store_true",
+        help="audit the live workloads of the kubeconfig's cluster instead of files",
+    )
+    parser.add_argument(
+        "-n", "--namespace", default=None,
+        help="namespace of objects that name none, or with --cluster the namespace to audit"
+             " (default: default, or the kubeconfig context's with --cluster)",
+    )
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true",
+        help="with --cluster: every namespace",
     )
     parser.add_argument(
         "--admitted", action="store_true",
@@ -40,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", choices=("text", "json"), default="text",
         help="report format (default: %(default)s)",
     )
+    add_connection_arguments(parser)
 
 
 def _text(results: list[Result], admitted: bool) -> str:
@@ -67,9 +84,37 @@ def _text(results: list[Result], admitted: bool) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def _live(args: argparse.Namespace) -> Inventory:
+    """The cluster's workloads and policies (``-A``: all namespaces)."""
+    from graceful.live import fetch  # noqa: PLC0415 - only for live objects
+    from graceful.live.options import connect  # noqa: PLC0415
+
+    client, namespace = connect(args)
+    scope = None if args.all_namespaces else namespace
     try:
-        found = inventory(load(args.files), args.namespace)
+        return fetch.inventory(client, scope, fetch.workloads(client, scope))
+    finally:
+        client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cluster == bool(args.files):
+        print(f"{PROG}: give either -f FILE (manifests) or --cluster (live workloads)",
+              file=sys.stderr)
+        return 2
+    if args.all_namespaces and (not args.cluster or args.namespace):
+        print(f"{PROG}: -A goes with --cluster and without -n", file=sys.stderr)
+        return 2
+    try:
+        if args.cluster:
+            from graceful.live.client import LiveError  # noqa: PLC0415
+
+            try:
+                found = _live(args)
+            except LiveError as exc:
+                raise InputError(str(exc)) from None
+        else:
+            found = inventory(load(args.files), args.namespace or "default")
     except InputError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

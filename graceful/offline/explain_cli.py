@@ -1,4 +1,4 @@
-"""``graceful explain -f FILE``: where each container's shutdown budget goes.
+"""``graceful explain -f FILE`` or ``KIND/NAME``: where each container's shutdown budget goes.
 
 For every workload in the input it prints, per app container, the timeline
 as written and, when the webhook would change it, the timeline after
@@ -8,8 +8,14 @@ patch (:func:`graceful.core.evaluate`); the timeline is read back from the
 object before and after that patch, so the picture shows exactly what the pod
 would get.
 
+With ``KIND/NAME`` (``graceful explain deployment/worker -n apps``) the
+workload and its policies are read from the cluster of the kubeconfig
+(:mod:`graceful.live`) and drawn by the same code; its running Pods are listed
+too, each judged by :func:`graceful.core.stale_pods`: a Pod created before the
+webhook fixed the template still has the old grace period.
+
 Exit codes: 0 drawn (whatever the verdict: ``graceful audit`` is the check),
-2 unreadable input.
+2 unreadable input (or a cluster that cannot be read).
 """
 
 from __future__ import annotations
@@ -20,15 +26,23 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from graceful.core import ContainerPlan, Decision, GracefulPolicy, evaluate, prestop
+from graceful.core import (
+    ContainerPlan,
+    Decision,
+    GracefulPolicy,
+    evaluate,
+    prestop,
+    stale_pods,
+)
 from graceful.core.names import (
     ANNOTATION_POLICY,
     KUBERNETES_DEFAULT_GRACE_SECONDS,
     KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
     KUBERNETES_DEFAULT_PROBE_PERIOD,
 )
-from graceful.core.podspec import UnreadableObject, annotations_of, read_pod_spec
+from graceful.core.podspec import UnreadableObject, annotations_of, name_of, read_pod_spec
 from graceful.core.timeout_sources import Timeout, from_annotation, from_container
+from graceful.live.options import add_connection_arguments
 from graceful.offline.loader import Document, InputError, inventory, load
 from graceful.offline.timeline import Timings, draw, verdict
 
@@ -45,16 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Draw the shutdown timeline of each container (preStop, SIGTERM, drain, margin, "
         "SIGKILL, readiness window) as written and as the webhook would admit it. "
-        "GracefulPolicies are read from the same files."
+        "Policies are read from the same files, or with KIND/NAME from the cluster, "
+        "together with the workload's running Pods."
     )
     parser.add_argument(
-        "-f", "--filename", dest="files", action="append", required=True, metavar="FILE",
+        "target", nargs="?", metavar="KIND/NAME",
+        help="a live workload: deployment (deploy), statefulset (sts), daemonset (ds), job,"
+             " cronjob (cj) or pod (po), e.g. deploy/worker",
+    )
+    parser.add_argument(
+        "-f", "--filename", dest="files", action="append", metavar="FILE",
         help="a manifest file, a directory or - for standard input; repeat for more",
     )
     parser.add_argument(
-        "-n", "--namespace", default="default",
-        help="namespace of objects that name none (default: %(default)s)",
+        "-n", "--namespace", default=None,
+        help="namespace (default: the kubeconfig context's for KIND/NAME, else default)",
     )
+    add_connection_arguments(parser)
     parser.add_argument(
         "--width", type=int, default=None,
         help="width of the picture in characters (default: the terminal's, at most 100)",
@@ -177,9 +198,94 @@ def _describe(doc: Document, namespace: str, decision: Decision, width: int) -> 
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+def _pod_hooks(pod: Mapping[str, Any], plan: ContainerPlan | None, name: str) -> str:
+    """``name``'s preStop in the running Pod, next to what the template asks."""
+    raw = next((c for c in read_pod_spec({**pod, "kind": "Pod"}).containers
+                if c.name == name), None)
+    lifecycle = raw.raw.get("lifecycle") if raw is not None else None
+    hook = prestop.read(lifecycle.get("preStop") if isinstance(lifecycle, Mapping) else None)
+    has = ("none" if hook.shape in ("none", "invalid")
+           else f"{hook.seconds}s" if hook.seconds is not None else "a hook of unknown length")
+    asked = f" (template: {plan.pre_stop_seconds}s)" if plan is not None else ""
+    return f"{name} preStop {has}{asked}"
+
+
+def describe_pods(decision: Decision, pods: list[dict[str, Any]], kind: str) -> list[str]:
+    """The running Pods of a live workload and whether each carries its budget.
+
+    The verdict is :func:`graceful.core.stale_pods`'s (the operator's StalePods);
+    the numbers beside it only say what the Pod has and the template asks.
+    """
+    if not pods:
+        return ["", "running Pods: none"]
+    plan = decision.plan
+    if plan is None:
+        return ["", f"running Pods ({len(pods)}): no budget to carry (no policy applies)",
+                *(f"  {name_of(p)}" for p in pods)]
+    stale = set(stale_pods(decision, pods))
+    lines = ["", f"running Pods ({len(pods)}), against the template's budget:"]
+    for pod in pods:
+        spec = pod.get("spec") or {}
+        grace = spec.get("terminationGracePeriodSeconds", KUBERNETES_DEFAULT_GRACE_SECONDS)
+        hooks = ", ".join(_pod_hooks(pod, c, c.name) for c in plan.containers)
+        if name_of(pod) not in stale:
+            state = "carries the budget"
+        elif kind == "Pod":  # a bare Pod is its own template: nothing replaces it
+            state = ("does NOT carry the budget (a Pod's grace period and hooks cannot be"
+                     " changed: recreate it)")
+        else:
+            state = ("STALE: created from an older template; its next shutdown cuts the drain"
+                     " (a rollout replaces it)")
+        lines.append(f"  {name_of(pod)}: {state}")
+        lines.append(f"    terminationGracePeriodSeconds {grace}s (template:"
+                     f" {plan.grace_period_seconds}s); {hooks}")
+    return lines
+
+
+def _width(args: argparse.Namespace) -> int:
+    width = args.width or min(shutil.get_terminal_size((100, 24)).columns - 8, 92)
+    return int(max(width, 40))
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    from graceful.live.client import LiveError  # noqa: PLC0415 - only for live objects
+    from graceful.live.fetch import inventory as live_inventory  # noqa: PLC0415
+    from graceful.live.fetch import running_pods, workload  # noqa: PLC0415
+    from graceful.live.options import connect  # noqa: PLC0415
+    from graceful.live.target import TargetError, parse_target  # noqa: PLC0415
+
     try:
-        found = inventory(load(args.files), args.namespace)
+        target = parse_target(args.target)
+        client, namespace = connect(args)
+        try:
+            obj = workload(client, target, namespace)
+            found = live_inventory(client, namespace, [obj])
+            pods = running_pods(client, obj)
+        finally:
+            client.close()
+    except (TargetError, LiveError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    namespace, doc = found.workloads[0]
+    decision = evaluate(doc.obj, found.policies_for(namespace),
+                        ns_labels=found.labels_for(namespace))
+    try:
+        lines = _describe(doc, namespace, decision, _width(args))
+    except UnreadableObject as exc:
+        lines = [f"{doc.kind} {namespace}/{doc.name}: cannot read {exc}"]
+    print("\n".join([*lines, *describe_pods(decision, pods, doc.kind)]))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.target is None) == (args.files is None):
+        print(f"{PROG}: give either KIND/NAME (a live workload) or -f FILE (manifests)",
+              file=sys.stderr)
+        return 2
+    if args.target is not None:
+        return _run_live(args)
+    try:
+        found = inventory(load(args.files), args.namespace or "default")
     except InputError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -187,8 +293,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: no Deployment, StatefulSet, DaemonSet or Pod in the input",
               file=sys.stderr)
         return 2
-    width = args.width or min(shutil.get_terminal_size((100, 24)).columns - 8, 92)
-    width = max(width, 40)
+    width = _width(args)
     blocks = []
     for namespace, doc in found.workloads:
         decision = evaluate(doc.obj, found.policies_for(namespace),

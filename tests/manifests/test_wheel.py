@@ -27,6 +27,7 @@ def test_wheel_holds_the_product_and_no_development_tooling(tmp_path: Path) -> N
     assert top_level == {"graceful"}
     for required in ("graceful/webhook/app.py", "graceful/operator/main.py",
                      "graceful/offline/audit_cli.py", "graceful/offline/explain_cli.py",
+                     "graceful/live/client.py",
                      "graceful/core/evaluate.py", "graceful/py.typed"):
         assert required in names
     assert not [n for n in names if n.endswith(".go") or "testenv" in n or "demo" in n]
