@@ -478,7 +478,7 @@ def demo(args: argparse.Namespace, console: Console | None = None,
     from testenv.build import find_kubectl  # noqa: PLC0415
 
     workdir = Path(tempfile.mkdtemp(prefix="graceful-demo-run-"))
-    failed = True
+    keep_logs = False  # only a failure's logs are worth keeping; "no" and Ctrl-C leave nothing
     try:
         with _cluster(args, console) as kubeconfig:
             kubectl = Kubectl(str(find_kubectl(console.detail)), kubeconfig)
@@ -505,15 +505,15 @@ def demo(args: argparse.Namespace, console: Console | None = None,
                         for child in run_demo.children:
                             child.check()
                         time.sleep(1)
-                failed = False
             finally:
                 run_demo.stop()
     except DemoError as exc:
+        keep_logs = True
         print(f"{PROG}: {exc}", file=sys.stderr)
         print(f"{PROG}: the webhook's and the operator's logs are in {workdir}", file=sys.stderr)
         return 1
     finally:
-        if not failed:
+        if not keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,8 +134,11 @@ def test_existing_cluster_asks_first(cluster: Cluster, kubectl: Kubectl) -> None
         questions.append(question)
         return "n"
 
+    workdirs = set(Path(tempfile.gettempdir()).glob("graceful-demo-run-*"))
     code = demo.demo(args, console=demo.Console(out=out), ask=answer_no)
     assert code == 1
+    # nothing ran, so there are no logs to keep: its working directory is gone too
+    assert set(Path(tempfile.gettempdir()).glob("graceful-demo-run-*")) == workdirs
     assert questions == ["Continue? [y/N] "]
     assert "create namespace graceful-demo" in out.getvalue()
     assert out.getvalue().rstrip().endswith("nothing changed")
