@@ -196,13 +196,19 @@ def apply(kubectl: Kubectl, *objects: dict[str, Any]) -> None:
 
 
 def table(kubectl: Kubectl, namespace: str) -> dict[str, dict[str, str]]:
-    """``kubectl get gracefulpolicies`` as printed, one dict of columns per row.
+    """``kubectl get gracefulpolicies`` as printed, one dict of columns per row."""
+    return printed_table(kubectl("get", "gracefulpolicies", "-n", namespace).stdout)
+
+
+def printed_table(text: str) -> dict[str, dict[str, str]]:
+    """A table kubectl printed with our printer columns, one dict of columns per row.
 
     Columns are cut at the header's positions, as a reader's eye does: a
     policy without a status yet has empty cells, not fewer words.
     """
-    text = kubectl("get", "gracefulpolicies", "-n", namespace).stdout
     lines = text.rstrip().splitlines()
+    if not lines or lines[0].startswith("No resources"):
+        return {}
     assert lines[0].split() == COLUMNS, text
     starts = [lines[0].index(column) for column in COLUMNS]
     rows = {}

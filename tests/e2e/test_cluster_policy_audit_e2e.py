@@ -18,7 +18,6 @@ import pytest
 
 from tests.conftest import Kubectl
 from tests.e2e.test_audit_e2e import (
-    COLUMNS,
     Operator,
     apply,
     compliant,
@@ -26,6 +25,7 @@ from tests.e2e.test_audit_e2e import (
     crd,  # noqa: F401
     deployment,
     operator,  # noqa: F401  (fixtures)
+    printed_table,
     start_operator,  # noqa: F401
     wait_until,
 )
@@ -44,19 +44,8 @@ def labelled(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def cgp_table(kubectl: Kubectl) -> dict[str, dict[str, str]]:
-    """``kubectl get cgp`` as printed, one dict of columns per row (cut at the header)."""
-    text = kubectl("get", "cgp").stdout
-    lines = text.rstrip().splitlines()
-    if not lines or lines[0].startswith("No resources"):
-        return {}
-    assert lines[0].split() == COLUMNS, text
-    starts = [lines[0].index(column) for column in COLUMNS]
-    rows = {}
-    for line in lines[1:]:
-        cells = [line[start:end].strip()
-                 for start, end in zip(starts, [*starts[1:], None], strict=True)]
-        rows[cells[0]] = dict(zip(COLUMNS, cells, strict=True))
-    return rows
+    """``kubectl get cgp`` as printed, one dict of columns per row."""
+    return printed_table(kubectl("get", "cgp").stdout)
 
 
 def cgp_counts(kubectl: Kubectl, name: str) -> tuple[str, str, str]:
