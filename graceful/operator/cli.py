@@ -56,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="serve the operator's Prometheus metrics on /metrics at this port")
     _option(parser, "--metrics-address", field="metrics_address", metavar="ADDR",
             help="the address of the metrics endpoint")
+    _option(parser, "--policy-reports", field="policy_reports",
+            action=argparse.BooleanOptionalAction,
+            help="write wgpolicyk8s.io PolicyReports, one per namespace with opted-in workloads,"
+                 " while the cluster serves that API")
     certificates = parser.add_argument_group(
         "webhook certificates",
         "the operator keeps a CA and the webhook's serving certificate in a Secret and the"

@@ -22,6 +22,7 @@ from graceful.operator.handlers import build_registry, counter
 from graceful.operator.kube import KubeApi, load_configuration
 from graceful.operator.lease import LeaseElector
 from graceful.operator.metrics import Metrics
+from graceful.operator.policy_reports import PolicyReports
 from graceful.operator.projection import BARE_POD_SELECTOR
 from graceful.operator.reconciler import Auditor
 from graceful.operator.settings import OperatorSettings
@@ -97,7 +98,9 @@ def assemble(settings: OperatorSettings, cfg: Any) -> Operator:
     """The auditor, the Lease elector, the certificate keeper and their kopf registry."""
     api = KubeApi(cfg)
     metrics = Metrics()
-    auditor = Auditor(settings=settings, api=api, metrics=metrics,
+    reports = PolicyReports(api, enabled=settings.policy_reports,
+                            namespaces=settings.namespaces, metrics=metrics)
+    auditor = Auditor(settings=settings, api=api, metrics=metrics, reports=reports,
                       counter=counter(api, settings.namespaces))
     keeper = (CertificateKeeper(api, settings, on_check=metrics.certificate_checks.inc)
               if settings.manage_certificates else None)

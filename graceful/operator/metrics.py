@@ -49,6 +49,9 @@ class Metrics:
             "graceful_operator_watch_restarts",
             "Times kopf listed a kind again after the first listing (a watch restart)",
             ["kind"], registry=r)
+        self.policy_report_writes = Counter(
+            "graceful_operator_policy_report_writes",
+            "PolicyReports applied or deleted", ["operation"], registry=r)
         self.certificate_checks = Counter(
             "graceful_operator_certificate_checks",
             "Passes of the webhook certificate keeper completed while leading", registry=r)

@@ -68,6 +68,7 @@ from graceful.operator.events import (
 )
 from graceful.operator.kube import MERGE_PATCH, Api, ApiError
 from graceful.operator.metrics import Metrics
+from graceful.operator.policy_reports import PolicyReports
 from graceful.operator.settings import OperatorSettings
 from graceful.operator.store import ListingGate, WorkloadStore
 
@@ -127,6 +128,8 @@ class Auditor:
     counter: Counter | None = None
     """Counts the objects of a kind; None: the listing gate is open from the start."""
     metrics: Metrics = field(default_factory=Metrics)
+    reports: PolicyReports | None = None
+    """Writes the PolicyReports (None: none are written)."""
     store: WorkloadStore = field(default_factory=WorkloadStore)
     gate: ListingGate = field(default_factory=ListingGate)
     tracker: DirtyTracker[str] = field(init=False)
@@ -275,6 +278,8 @@ class Auditor:
         self.written.clear()
         self._first_done.clear()
         self._queued.clear()
+        if self.reports is not None:
+            self.reports.resync()
         if leading:
             self.mark_all(evaluate=True)
 
@@ -322,6 +327,8 @@ class Auditor:
         """Compare every status and Event with the verdicts again (no re-evaluation: a verdict
         changes only with its workload or policy, and those are watched)."""
         self.written.clear()
+        if self.reports is not None:
+            self.reports.resync()
         self.mark_all(evaluate=False)
 
     # -- one namespace -------------------------------------------------------------------------
@@ -378,6 +385,10 @@ class Auditor:
         # The others go to the background poster: the next edit's audit must not wait behind
         # thousands of Events (at ~150 a second) of a first audit or a policy edit.
         self._queue_events([i for i in intents if i.verdict.key not in listed])
+        # The PolicyReports follow the status (tools read them, nothing restarts from them).
+        if self.reports is not None and not await self.reports.sync(
+                namespace, changes.audits, changes.removed):
+            report.failed = True
         if not state.audits and not workloads and not own:
             del self.audits[namespace]  # an empty (or deleted) namespace leaves nothing behind
         if report.failed:

@@ -103,6 +103,8 @@ class OperatorSettings(BaseSettings):
     are noticed within it plus 30 s)."""
     watch_reconnect_backoff: float = 1.0
     """kopf's ``watching.reconnect_backoff``: reconnect this soon after an API server restart."""
+    policy_reports: bool = True
+    """Write ``wgpolicyk8s.io/v1alpha2`` PolicyReports (only while the cluster serves them)."""
     manage_certificates: bool = True
     """Keep the webhook's TLS Secret and the configuration's caBundle (off with cert-manager)."""
     webhook_namespace: str = ""
@@ -124,16 +126,17 @@ class OperatorSettings(BaseSettings):
     ca_settle_seconds: float = 5.0
     """After the caBundle gained a new CA, wait this long before serving a certificate of it."""
 
-    @field_validator("manage_certificates", mode="before")
+    @field_validator("manage_certificates", "policy_reports", mode="before")
     @classmethod
-    def _switch(cls, value: Any) -> Any:
+    def _switch(cls, value: Any, info: Any) -> Any:
         if isinstance(value, str):
             text = value.strip().lower()
             if text in _TRUE:
                 return True
             if text in _FALSE:
                 return False
-            raise ValueError(f"GRACEFUL_MANAGE_CERTIFICATES must be true or false, not {text!r}")
+            raise ValueError(f"GRACEFUL_{info.field_name.upper()} must be true or false,"
+                             f" not {text!r}")
         return value
 
     @field_validator("certificate_lifetime", "ca_lifetime", mode="before")

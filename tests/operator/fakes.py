@@ -1,7 +1,8 @@
 """An in-memory stand-in for the few API calls the operator makes.
 
 It keeps Leases with resourceVersions and answers 404/409 like the API server
-does, records Events and status patches, and can be told to fail.
+does, records Events and status patches, keeps objects written by server-side
+apply (PolicyReports) and deleted by DELETE, and can be told to fail.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ class FakeApi:
         if method == "PATCH" and path.endswith("/status"):
             self.patches.append((path, copy.deepcopy(body)))
             return body
+        if method == "PATCH" and content_type == "application/apply-patch+yaml":
+            assert params is not None and params.get("fieldManager")
+            stored = copy.deepcopy(body)
+            stored["metadata"]["resourceVersion"] = self._next_version()
+            self.objects[path] = stored
+            return copy.deepcopy(stored)
+        if method == "DELETE":
+            if self.objects.pop(path, None) is None:
+                raise ApiError(404, "not found")
+            return {"kind": "Status", "status": "Success"}
         if method == "GET":
             if path not in self.objects:
                 raise ApiError(404, "not found")
@@ -73,5 +84,12 @@ class FakeApi:
         if self.down:
             raise ApiError(0, "connection refused")
         key, _, value = (label_selector or "").partition("=")
+        if path.endswith("/policyreports"):
+            # the cluster-wide path lists every namespace's, as the API server does
+            everywhere = "/namespaces/" not in path
+            found = [o for p, o in self.objects.items() if "/policyreports/" in p
+                     and (everywhere or p.startswith(path + "/"))]
+            return [copy.deepcopy(o) for o in found
+                    if not key or o["metadata"].get("labels", {}).get(key) == value]
         return [copy.deepcopy(e) for e in self.events
                 if not key or e["metadata"].get("labels", {}).get(key) == value]
