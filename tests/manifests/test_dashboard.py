@@ -46,6 +46,7 @@ def operator_families() -> list[Metric]:
     metrics.workloads.labels("mismatched").set(1)
     metrics.findings.labels("X").set(1)
     metrics.audit_seconds.observe(0.1)
+    metrics.policy_report_writes.labels("apply").inc()
     return families(metrics.text())
 
 
@@ -93,7 +94,8 @@ def test_every_exported_family_is_on_the_dashboard() -> None:
                    "graceful_operator_events_posted_total",
                    "graceful_operator_status_writes_total",
                    "graceful_operator_watch_restarts_total",
-                   "graceful_operator_certificate_checks_total"):
+                   "graceful_operator_certificate_checks_total",
+                   "graceful_operator_policy_report_writes_total"):
         assert family in names and family in text, family
 
 
