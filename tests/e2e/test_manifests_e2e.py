@@ -157,6 +157,11 @@ ALLOWED: list[tuple[str, ...]] = [
     (OPERATOR, "list", "events", "-A"),
     (OPERATOR, "patch", "events", "-n", "team-a"),
     (OPERATOR, "create", "events.events.k8s.io", "-n", "team-a"),
+    # PolicyReports: its own, written whole and deleted with the last workload they report
+    (OPERATOR, "list", "policyreports.wgpolicyk8s.io", "-A"),
+    (OPERATOR, "create", "policyreports.wgpolicyk8s.io", "-n", "team-a"),
+    (OPERATOR, "patch", "policyreports.wgpolicyk8s.io/graceful-operator", "-n", "team-a"),
+    (OPERATOR, "delete", "policyreports.wgpolicyk8s.io/graceful-operator", "-n", "team-a"),
     # leader election, in its own namespace
     (OPERATOR, "create", "leases.coordination.k8s.io", "-n", NAMESPACE),
     (OPERATOR, "get", "leases.coordination.k8s.io/graceful-operator", "-n", NAMESPACE),
@@ -221,6 +226,8 @@ DENIED: list[tuple[str, ...]] = [
     (OPERATOR, "impersonate", "serviceaccounts", "-n", NAMESPACE),
     (OPERATOR, "create", "serviceaccounts/token", "-n", NAMESPACE),
     (OPERATOR, "patch", "customresourcedefinitions.apiextensions.k8s.io"),
+    (OPERATOR, "create", "clusterpolicyreports.wgpolicyk8s.io"),
+    (OPERATOR, "deletecollection", "policyreports.wgpolicyk8s.io", "-n", "team-a"),
     (OPERATOR, "get", "nodes"),
     (OPERATOR, "*", "*"),
     # the webhook reads policies and nothing else

@@ -156,3 +156,22 @@ def test_webhook_secret_and_configuration_names_are_the_operators_defaults(helm:
     assert volumes["tls"]["secret"]["secretName"] == defaults.webhook_secret
     one("MutatingWebhookConfiguration", defaults.webhook_configuration, rendered)
     one("Service", defaults.webhook_service, rendered)
+
+
+def test_policy_reports_off_takes_the_permission_away_too(helm: Helm) -> None:
+    def policy_report_rules(rendered: dict[Key, dict[str, Any]]) -> list[dict[str, Any]]:
+        role = rendered[("ClusterRole", "graceful-operator")]
+        return [r for r in role["rules"] if "wgpolicyk8s.io" in r["apiGroups"]]
+
+    def env(rendered: dict[Key, dict[str, Any]]) -> dict[str, Any]:
+        (container,) = pod_spec(rendered[("Deployment", "graceful-operator")])["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    on = keyed(template(helm))
+    assert policy_report_rules(on) == [{"apiGroups": ["wgpolicyk8s.io"],
+                                        "resources": ["policyreports"],
+                                        "verbs": ["list", "create", "patch", "delete"]}]
+    assert "GRACEFUL_POLICY_REPORTS" not in env(on)
+    off = keyed(template(helm, "policyReports.enabled=false"))
+    assert policy_report_rules(off) == []
+    assert env(off)["GRACEFUL_POLICY_REPORTS"] == "false"
