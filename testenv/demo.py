@@ -49,6 +49,8 @@ NAMESPACE = "graceful-demo"
 WEBHOOK_CONFIGURATION = "graceful-demo-webhook"
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "gracefulpolicy.yaml"
+#: The wg-policy PolicyReport CRD (as Kyverno installs it), on the demo's own cluster only.
+REPORT_CRD = ROOT / "testenv" / "crds" / "wgpolicyk8s.io_policyreports.yaml"
 EXAMPLES = ROOT / "examples"
 #: Applied after the webhook is registered, in this order.
 MUTATED_EXAMPLES = ("policy.yaml", "worker.yaml", "web.yaml")
@@ -287,6 +289,7 @@ class Demo:
     children: list[Child] = field(default_factory=list)
     registered: bool = False
     created_namespace: bool = False
+    policy_reports: bool = False
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONUNBUFFERED": "1", "KUBECONFIG": str(self.kubectl.kubeconfig)}
@@ -302,6 +305,23 @@ class Demo:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                      "crd/gracefulpolicies.graceful.io")
+        self.install_report_crd()
+
+    def install_report_crd(self) -> None:
+        """PolicyReports need the wg-policy CRD, which Kyverno or Policy Reporter bring: the
+        demo installs it on its own control plane, never into someone's cluster."""
+        name = "crd/policyreports.wgpolicyk8s.io"
+        if self.existing_cluster:
+            self.policy_reports = self.kubectl("get", name, check=False).returncode == 0
+            if not self.policy_reports:
+                self.console.detail("this cluster has no PolicyReport CRD (it comes with Kyverno"
+                                    " or Policy Reporter): no PolicyReports in this demo")
+            return
+        self.console.step("installing the PolicyReport CRD (wgpolicyk8s.io/v1alpha2,"
+                          " as Kyverno ships it)")
+        self.kubectl("apply", "--server-side", "-f", str(REPORT_CRD))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", name)
+        self.policy_reports = True
 
     def create_legacy(self) -> None:
         self.console.step(f"creating namespace {NAMESPACE} and the legacy Deployment"
@@ -370,7 +390,14 @@ class Demo:
             return bool(status.get("matched") == 3 and status.get("mismatched") == 1)
 
         _wait("the policy status to show 3 matched, 1 mismatched", reported, self.children)
+        if self.policy_reports:
+            _wait("the PolicyReport to show 2 pass, 1 fail", self._reported, self.children)
         return found
+
+    def _reported(self) -> bool:
+        reports = self.kubectl.json("get", "policyreports", "-n", NAMESPACE)["items"]
+        return any(r.get("summary", {}).get("pass") == 2 and r["summary"].get("fail") == 1
+                   for r in reports)
 
     def report(self, policy: dict[str, Any]) -> None:
         console = self.console
@@ -391,6 +418,14 @@ class Demo:
             console.text(line)
         console.section(f"kubectl get gracefulpolicies -n {NAMESPACE}")
         console.text(self.kubectl("get", "gracefulpolicies", "-n", NAMESPACE).stdout.rstrip())
+        if self.policy_reports:
+            console.section(f"kubectl get policyreports -n {NAMESPACE}")
+            console.text(self.kubectl("get", "policyreports", "-n", NAMESPACE).stdout.rstrip())
+            for item in self.kubectl.json("get", "policyreports", "-n", NAMESPACE)["items"]:
+                for result in item.get("results") or []:
+                    subject = (result.get("resources") or [{}])[0]
+                    console.text(f"{subject.get('kind')} {subject.get('name')}:"
+                                 f" {result.get('result')} ({result.get('rule')})")
         console.section("the mismatch")
         for mismatch in (policy.get("status") or {}).get("mismatches") or []:
             console.text(f"{mismatch.get('kind')} {mismatch.get('name')}:")

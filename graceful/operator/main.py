@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 #: Objects per page of kopf's initial listings (``limit``/``continue``).
 LIST_CHUNK_SIZE = 500
 
+#: Connections kept free of Events: the background poster may hold ``event_concurrency``
+#: connections for as long as a first audit's thousands of Events take, and a status write,
+#: a Lease renewal or a PolicyReport must not queue behind them (at 10,000 workloads an edit
+#: waited for a connection: p95 1.6 s from PATCH to status, 0.26 s at 1,000).
+RESERVED_CONNECTIONS = 8
+
 
 class NoDiffBase(kopf.DiffBaseStorage):
     """A diff base for an operator without change-detecting handlers: none at all.
@@ -96,7 +102,7 @@ class Operator:
 
 def assemble(settings: OperatorSettings, cfg: Any) -> Operator:
     """The auditor, the Lease elector, the certificate keeper and their kopf registry."""
-    api = KubeApi(cfg)
+    api = KubeApi(cfg, limit=settings.event_concurrency + RESERVED_CONNECTIONS)
     metrics = Metrics()
     reports = PolicyReports(api, enabled=settings.policy_reports,
                             namespaces=settings.namespaces, metrics=metrics)

@@ -37,6 +37,18 @@ def _ports(out: str) -> list[int]:
     return [int(p) for p in re.findall(r"https://127\.0\.0\.1:(\d+)", out)]
 
 
+REPORT_ROW = re.compile(r"^graceful-operator\s+2\s+1\s+0\s+0\s+0\s+\S+$", re.M)
+
+
+def _assert_policy_reports(out: str) -> None:
+    """On the demo's own control plane: the wg-policy CRD installed, the report printed."""
+    assert "==> installing the PolicyReport CRD (wgpolicyk8s.io/v1alpha2" in out
+    reports = out.split("--- kubectl get policyreports -n graceful-demo")[1]
+    assert REPORT_ROW.search(reports), reports
+    assert "Deployment legacy: fail (GracePeriodBelowBudget,PreStopMissing" in reports
+    assert "Deployment worker: pass (DrainBudget)" in reports
+
+
 def _assert_report(out: str) -> None:
     # progress while it starts
     assert "==> installing the GracefulPolicy CRD" in out
@@ -70,6 +82,7 @@ def test_demo_on_its_own_control_plane() -> None:
     out = proc.stdout
     assert out.startswith("==> starting a local control plane")
     _assert_report(out)
+    _assert_policy_reports(out)
     assert re.search(r"^demo finished in \d+\.\ds$", out, re.M)
     for port in _ports(out):  # the API server and the webhook are gone
         assert not is_listening(port), port
@@ -110,6 +123,8 @@ def test_existing_cluster_after_yes_and_cleans_up(cluster: Cluster, kubectl: Kub
     out = proc.stdout
     assert out.startswith(f"graceful demo will change the cluster at {cluster.server}:")
     _assert_report(out)
+    # never installs a third party's CRD into someone's cluster
+    assert "installing the PolicyReport CRD" not in out
     # its webhook configuration is gone, its namespace is going
     assert kubectl("get", "mutatingwebhookconfiguration", "graceful-demo-webhook",
                    check=False).returncode != 0

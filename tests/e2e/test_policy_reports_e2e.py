@@ -1,6 +1,6 @@
 """PolicyReports against a real kube-apiserver serving the real wg-policy CRD.
 
-The CRD is the one Kyverno installs (``tests/data``), so every report the
+The CRD is the one Kyverno installs (``testenv/crds``, also installed by ``graceful demo``), so every report the
 operator writes passes the API server's validation of that schema, and what is
 checked is what a platform engineer runs: ``kubectl get policyreports -A``. The
 operator is the one of ``test_audit_e2e`` (a subprocess restricted to the
@@ -31,7 +31,7 @@ from tests.e2e.test_audit_e2e import (
 
 pytestmark = pytest.mark.e2e
 
-CRD = Path(__file__).parents[1] / "data" / "wgpolicyk8s.io_policyreports.yaml"
+CRD = Path(__file__).parents[2] / "testenv" / "crds" / "wgpolicyk8s.io_policyreports.yaml"
 REPORT = "graceful-operator"
 #: Long enough never to be what a passing run waits for; a hang guard, not a promise.
 PATIENCE = 60.0

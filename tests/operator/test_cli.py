@@ -6,8 +6,12 @@ import argparse
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s_client
 
 from graceful.operator.cli import add_arguments, run, settings_from
+from graceful.operator.kube import KubeApi
+from graceful.operator.main import RESERVED_CONNECTIONS, assemble
+from graceful.operator.settings import OperatorSettings
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -59,3 +63,13 @@ def test_bad_input_is_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     garbage = tmp_path / "garbage.yaml"
     garbage.write_text("clusters: 7\n")
     assert run(parse("--kubeconfig", str(garbage))) == 2
+
+
+def test_status_writes_and_lease_renewals_never_wait_behind_the_event_poster() -> None:
+    settings = OperatorSettings(identity="replica-1", event_concurrency=16)
+    cfg = k8s_client.Configuration()
+    cfg.host = "https://127.0.0.1:6443"
+    operator = assemble(settings, cfg)
+    api = operator.auditor.api
+    assert isinstance(api, KubeApi)
+    assert api.limit - settings.event_concurrency == RESERVED_CONNECTIONS > 0

@@ -28,7 +28,7 @@ from graceful.core.policy_report import (
     subject_key,
 )
 
-CRD = Path(__file__).parents[1] / "data" / "wgpolicyk8s.io_policyreports.yaml"
+CRD = Path(__file__).parents[2] / "testenv" / "crds" / "wgpolicyk8s.io_policyreports.yaml"
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SUBJECT = Subject("apps", "Deployment", "worker", "apps/v1", "uid-1")
 
