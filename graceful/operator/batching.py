@@ -73,3 +73,33 @@ class DirtyTracker(Generic[K]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._due
+
+
+@dataclass
+class TokenBucket:
+    """At most ``rate`` takes a second on average, ``burst`` of them at once.
+
+    Why: a first audit of a large cluster has thousands of Events to post
+    (5,650 at 10,000 workloads, half mismatched). Posted as fast as the API
+    server answers, they took two cores' worth of API server for a minute,
+    and every status write of that minute queued behind them. A controller's
+    client is rate limited for the same reason (client-go's default is 5
+    requests a second, kube-controller-manager's 20). Pure: ``take`` is given
+    the time and says how long the caller must wait, so each caller reserves
+    its own slot and tests never sleep.
+    """
+
+    rate: float
+    burst: float
+    _tokens: float | None = None
+    _last: float = 0.0
+
+    def take(self, now: float) -> float:
+        """Take one token at ``now``; the seconds to wait before using it."""
+        if self._tokens is None:
+            self._tokens = self.burst
+        else:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate

@@ -55,7 +55,7 @@ from graceful.operator.audit import (
     policy_statuses,
     status_changes,
 )
-from graceful.operator.batching import DirtyTracker
+from graceful.operator.batching import DirtyTracker, TokenBucket
 from graceful.operator.events import (
     LABEL_SELECTOR,
     EventIntent,
@@ -155,6 +155,8 @@ class Auditor:
         self._replan: set[WorkloadKey] = set()
         self._events_wake = asyncio.Event()
         self._events_gate = asyncio.Semaphore(self.settings.event_concurrency)
+        self._events_pace = TokenBucket(rate=self.settings.event_rate,
+                                        burst=self.settings.event_concurrency)
         self._cluster_seen: dict[str, tuple[str, str, int, bool]] = {}
         self._labels_seen: dict[str, dict[str, str]] = {}
 
@@ -468,14 +470,15 @@ class Auditor:
             self._in_flight.update(i.verdict.key for i in batch)
             report = FlushReport(batch[0].verdict.namespace)
             try:
-                await self._post_all(batch, report)
+                await self._post_all(batch, report, paced=True)
             finally:
                 self._in_flight.difference_update(i.verdict.key for i in batch)
             posted += report.events
         return posted
 
-    async def _post_all(self, intents: list[EventIntent], report: FlushReport) -> None:
-        posted = await asyncio.gather(*(self._post(intent) for intent in intents))
+    async def _post_all(self, intents: list[EventIntent], report: FlushReport, *,
+                        paced: bool = False) -> None:
+        posted = await asyncio.gather(*(self._post(intent, paced=paced) for intent in intents))
         for intent, ok in zip(intents, posted, strict=True):
             if ok:
                 self.reported[intent.verdict.key] = intent.reported()
@@ -518,7 +521,11 @@ class Auditor:
             self.reported.pop(key, None)  # the workload is gone; so is its story
         return intents
 
-    async def _post(self, intent: EventIntent) -> bool:
+    async def _post(self, intent: EventIntent, *, paced: bool = False) -> bool:
+        if paced:
+            wait = self._events_pace.take(time.monotonic())  # real time: it really sleeps
+            if wait > 0:
+                await asyncio.sleep(wait)
         async with self._events_gate:
             if not self.is_leader():
                 return False

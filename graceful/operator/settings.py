@@ -87,6 +87,11 @@ class OperatorSettings(BaseSettings):
     """After a failed write, the namespace is audited again this much later."""
     event_concurrency: int = 16
     """Events posted in parallel (1,000 new workloads must not take 1,000 round trips)."""
+    event_rate: float = 30.0
+    """Events a second the background poster posts at most (bursts of ``event_concurrency``
+    more): a first audit's thousands of Events must leave the API server room for the
+    status writes and for everyone else. The Events of the workloads a status lists are
+    posted before it, outside this limit."""
     liveness_endpoint: str | None = None
     """kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``; None: none."""
     metrics_port: int | None = None
@@ -159,7 +164,7 @@ class OperatorSettings(BaseSettings):
     def _sans(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(extra_san(host) for host in value))
 
-    @field_validator("resync_seconds", "certificate_check_seconds", mode="after")
+    @field_validator("resync_seconds", "certificate_check_seconds", "event_rate", mode="after")
     @classmethod
     def _positive(cls, value: float, info: Any) -> float:
         if value <= 0:
