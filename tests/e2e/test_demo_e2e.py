@@ -45,7 +45,7 @@ def _assert_policy_reports(out: str) -> None:
     assert "==> installing the PolicyReport CRD (wgpolicyk8s.io/v1alpha2" in out
     reports = out.split("--- kubectl get policyreports -n graceful-demo")[1]
     assert REPORT_ROW.search(reports), reports
-    assert "Deployment legacy: fail (GracePeriodBelowBudget,PreStopMissing" in reports
+    assert "Deployment legacy: fail (PreStopMissing,GracePeriodBelowBudget)" in reports
     assert "Deployment worker: pass (DrainBudget)" in reports
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from testenv.demo import REPORT_CRD
 from testenv.pki import CertificateAuthority
 from testenv.ports import free_port
 from tests.conftest import Kubectl
@@ -57,13 +58,18 @@ def base(kubectl: Kubectl) -> None:
 
 @pytest.fixture(scope="module")
 def rbac(base: None, kubectl: Kubectl) -> Iterator[None]:
-    """The service accounts and RBAC, for real, removed afterwards."""
+    """The service accounts and RBAC, for real, removed afterwards; with the wg-policy CRD
+    (as where Kyverno runs), since ``kubectl auth can-i`` answers "no" for a resource the
+    API server does not serve, whatever the RBAC says."""
     files = [arg for name in RBAC_FILES for arg in ("-f", str(MANIFESTS / name))]
-    kubectl("apply", *files)
+    kubectl("apply", *files, "-f", str(REPORT_CRD))
+    kubectl("wait", "--for", "condition=established", "--timeout=60s",
+            "crd/policyreports.wgpolicyk8s.io")
     try:
         yield
     finally:
         kubectl("delete", "--ignore-not-found", "--wait=false", *files, check=False)
+        kubectl("delete", "--ignore-not-found", "-f", str(REPORT_CRD), check=False)
 
 
 def _no_pod_security_warning(stderr: str) -> None:

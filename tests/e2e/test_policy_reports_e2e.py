@@ -1,7 +1,8 @@
 """PolicyReports against a real kube-apiserver serving the real wg-policy CRD.
 
-The CRD is the one Kyverno installs (``testenv/crds``, also installed by ``graceful demo``), so every report the
-operator writes passes the API server's validation of that schema, and what is
+The CRD is the one Kyverno installs (``testenv/crds``, which ``graceful demo``
+installs too), so every report the operator writes passes the API server's
+validation of that schema, and what is
 checked is what a platform engineer runs: ``kubectl get policyreports -A``. The
 operator is the one of ``test_audit_e2e`` (a subprocess restricted to the
 test's namespace, resyncing every second); every wait is for the report itself.
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testenv.demo import REPORT_CRD
 from tests.conftest import Kubectl
 from tests.e2e.test_audit_e2e import (
     Start,
@@ -31,7 +32,6 @@ from tests.e2e.test_audit_e2e import (
 
 pytestmark = pytest.mark.e2e
 
-CRD = Path(__file__).parents[2] / "testenv" / "crds" / "wgpolicyk8s.io_policyreports.yaml"
 REPORT = "graceful-operator"
 #: Long enough never to be what a passing run waits for; a hang guard, not a promise.
 PATIENCE = 60.0
@@ -39,14 +39,14 @@ PATIENCE = 60.0
 
 @pytest.fixture(scope="module")
 def report_crd(kubectl: Kubectl) -> Iterator[None]:
-    kubectl("apply", "-f", str(CRD))
+    kubectl("apply", "-f", str(REPORT_CRD))
     kubectl("wait", "--for", "condition=established", "--timeout=60s",
             "crd/policyreports.wgpolicyk8s.io")
     try:
         yield
     finally:
         # Other modules' operators must find no such API (the default of a cluster).
-        kubectl("delete", "-f", str(CRD), "--ignore-not-found", "--wait=true")
+        kubectl("delete", "-f", str(REPORT_CRD), "--ignore-not-found", "--wait=true")
 
 
 def reports(kubectl: Kubectl, namespace: str) -> dict[str, dict[str, Any]]:

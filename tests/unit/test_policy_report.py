@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +26,8 @@ from graceful.core.policy_report import (
     shard_of,
     subject_key,
 )
+from testenv.demo import REPORT_CRD
 
-CRD = Path(__file__).parents[2] / "testenv" / "crds" / "wgpolicyk8s.io_policyreports.yaml"
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SUBJECT = Subject("apps", "Deployment", "worker", "apps/v1", "uid-1")
 
@@ -140,7 +139,7 @@ def test_a_report_is_sorted_and_summed() -> None:
 # --- against the CRD's schema (the API server checks the same in the e2e test) -----------------
 
 def schema() -> dict[str, Any]:
-    crd = yaml.safe_load(CRD.read_text())
+    crd = yaml.safe_load(REPORT_CRD.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha2"]
     return dict(version["schema"]["openAPIV3Schema"])
 
