@@ -40,7 +40,12 @@ class Pointer:
         return Pointer((*self.parts, *other.parts))
 
     def __str__(self) -> str:
-        return "".join(["/" + escape(part) for part in self.parts])
+        return text_of(self.parts)
+
+
+def text_of(parts: tuple[str | int, ...]) -> str:
+    """The pointer made of ``parts``, as text (``str(Pointer(parts))`` without the Pointer)."""
+    return "".join(["/" + escape(part) for part in parts])
 
 
 class PatchBuilder:
@@ -52,54 +57,69 @@ class PatchBuilder:
         self.doc: dict[str, Any] = dict(obj)
         self._own: set[int] = {id(self.doc)}
         self.ops: list[dict[str, Any]] = []
-
-    def _child(self, node: dict[str, Any] | list[Any], part: Any) -> Any:
-        """``node[part]``, replaced first by a shallow copy of it if it is a container not ours.
-
-        The caller's object keeps every original alive while the builder
-        exists, so an id in ``_own`` always names one of our copies.
-        """
-        child = node[part]
-        if isinstance(child, dict | list) and id(child) not in self._own:
-            child = dict(child) if isinstance(child, dict) else list(child)
-            node[part] = child
-            self._own.add(id(child))
-        return child
+        # The nodes the last ``set`` walked through (ours, the root first) and the parts
+        # leading to them: the next ``set`` resumes from the deepest one it shares, so
+        # the operations of one container cost one walk from the root, not one each.
+        self._trail: list[Any] = [self.doc]
+        self._trail_parts: tuple[str | int, ...] = ()
 
     def set(self, pointer: Pointer, value: Any) -> None:
-        """Make ``pointer`` hold ``value``: ``add`` the first missing parent, else ``replace``."""
-        node: Any = self.doc
+        """Make ``pointer`` hold ``value``: ``add`` the first missing parent, else ``replace``.
+
+        Each container walked through that is not ours yet is replaced first by a
+        shallow copy of it (copy-on-write): the caller's object keeps every
+        original alive while the builder exists, so an id in ``_own`` always
+        names one of our copies. A node on the trail is never replaced while it
+        is there: every write is below the trail's last node, and the trail is
+        cut back to the written node's parent.
+        """
         parts = pointer.parts
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            if isinstance(node, list):
-                if not isinstance(part, int) or not 0 <= part < len(node):
-                    raise ValueError(f"{pointer}: no element {part}")
-                if last:
-                    if node[part] != value:
+        last = len(parts) - 1
+        known = self._trail_parts
+        trail = self._trail
+        start = 0
+        shared = min(len(known), last)
+        while (start < shared and parts[start] == known[start]
+               and type(parts[start]) is type(known[start])):
+            start += 1
+        del trail[start + 1:]
+        node: Any = trail[start]
+        own = self._own
+        try:
+            for depth in range(start, last + 1):
+                part = parts[depth]
+                key: str | int
+                if isinstance(node, list):
+                    if not isinstance(part, int) or not 0 <= part < len(node):
+                        raise ValueError(f"{pointer}: no element {part}")
+                    key = part
+                elif isinstance(node, dict):
+                    key = str(part)
+                    if node.get(key) is None:
+                        nested = _nest(parts[depth + 1:], value)
+                        self._emit("add", parts[: depth + 1], nested)
+                        # not copied: not in ``_own``, so a later ``set`` below it copies it
+                        node[key] = nested
+                        return
+                else:
+                    raise ValueError(f"{pointer}: parent is not an object")
+                child = node[key]
+                if depth == last:
+                    if child != value:
                         self._emit("replace", parts, value)
-                        node[part] = _copy(value)
+                        node[key] = _copy(value)
                     return
-                node = self._child(node, part)
-                continue
-            if not isinstance(node, dict):
-                raise ValueError(f"{pointer}: parent is not an object")
-            key = str(part)
-            if key not in node or node[key] is None:
-                nested = _nest(parts[depth + 1:], value)
-                self._emit("add", parts[: depth + 1], nested)
-                # not copied: not in ``_own``, so a later ``set`` below it copies it first
-                node[key] = nested
-                return
-            if last:
-                if node[key] != value:
-                    self._emit("replace", parts, value)
-                    node[key] = _copy(value)
-                return
-            node = self._child(node, key)
+                if isinstance(child, (dict, list)) and id(child) not in own:
+                    child = dict(child) if isinstance(child, dict) else list(child)
+                    node[key] = child
+                    own.add(id(child))
+                node = child
+                trail.append(child)
+        finally:
+            self._trail_parts = parts[: len(trail) - 1]
 
     def _emit(self, op: str, parts: tuple[str | int, ...], value: Any) -> None:
-        self.ops.append({"op": op, "path": str(Pointer(parts)), "value": _copy(value)})
+        self.ops.append({"op": op, "path": text_of(parts), "value": _copy(value)})
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
