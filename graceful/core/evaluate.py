@@ -184,11 +184,13 @@ def _unusable(name: str, error: str | None, obj: Mapping[str, Any]) -> Decision:
                     findings=[Finding(code, message)], admitted=obj)
 
 
-def _whole(value: Any, default: int, where: Pointer) -> int:
+def _whole(probe: Mapping[str, Any], key: str, default: int, where: Pointer) -> int:
+    """``probe[key]``, a positive whole number (``default`` when absent)."""
+    value = probe.get(key)
     if value is None:
         return default
     if type(value) is not int or value < 1:
-        raise UnreadableObject(f"{where} is not a positive whole number")
+        raise UnreadableObject(f"{where / key} is not a positive whole number")
     return value
 
 
@@ -226,7 +228,7 @@ class _Planner:
         plans = tuple(self._container(c, annotation) for c in selected)
         if plans:
             budget = max(plans, key=lambda p: p.budget.required).budget
-            if not all(p.pre_stop_known for p in plans):
+            if budget.pre_stop_known and not all(p.pre_stop_known for p in plans):
                 budget = replace(budget, pre_stop_known=False)
         else:
             timeout, _ = timeout_sources.resolve(annotation, None, spec.graceful_timeout_seconds)
@@ -235,10 +237,13 @@ class _Planner:
         app_end = max((p.budget.pre_stop + p.budget.timeout for p in plans),
                       default=budget.pre_stop + budget.timeout)
         budget = self._sidecars(pod.sidecar_containers, budget, app_end, unknown)
-        self._mesh_proxies([c for c in pod.containers if c not in selected], app_end)
+        # By identity: a view's equality compares its whole container, once per pair.
+        chosen = {id(c) for c in selected}
+        others = [c for c in pod.containers if id(c) not in chosen]
+        self._mesh_proxies(others, app_end)
         grace = self._grace(pod.path, pod.grace, budget, unknown)
         self._restart_grace(selected, pod.grace, grace)
-        untouched = tuple(c.name for c in pod.containers if c not in selected) + pod.sidecars
+        untouched = tuple(c.name for c in others) + pod.sidecars
         plan = Plan(pod_spec_path=str(pod.path), budget=budget, grace_period_seconds=grace,
                     containers=plans, untouched=untouched)
         patch = self.builder.ops
@@ -260,10 +265,10 @@ class _Planner:
         self.findings.extend(findings)
         self.warnings.extend(warning(f.message) for f in findings)
 
-    def _budget(self, pre_stop: int, timeout: int) -> Budget:
+    def _budget(self, pre_stop: int, timeout: int, *, pre_stop_known: bool = True) -> Budget:
         drain = self.spec.drain
         return Budget(pre_stop=pre_stop, timeout=timeout, margin=drain.safety_margin_seconds,
-                      ceiling=drain.max_grace_period_seconds)
+                      ceiling=drain.max_grace_period_seconds, pre_stop_known=pre_stop_known)
 
     def _container(self, container: ContainerView,
                    annotation: timeout_sources.Timeout | None) -> ContainerPlan:
@@ -272,8 +277,8 @@ class _Planner:
         self._note(found)
         change, pre_stop = self._pre_stop(container)
         readiness = self._readiness(container)
-        budget = replace(self._budget(pre_stop, timeout.seconds),
-                         pre_stop_known=change != "keep-unknown")
+        budget = self._budget(pre_stop, timeout.seconds,
+                              pre_stop_known=change != "keep-unknown")
         return ContainerPlan(name=container.name, timeout=timeout, pre_stop=change,
                              pre_stop_seconds=pre_stop, readiness=readiness, budget=budget)
 
@@ -291,7 +296,7 @@ class _Planner:
         if lifecycle is not None and not isinstance(lifecycle, Mapping):
             raise UnreadableObject(f"{container.path}/lifecycle is not an object")
         existing = prestop.read(lifecycle.get("preStop") if lifecycle else None)
-        hook_path = container.path / "lifecycle" / "preStop"
+        hook_path = Pointer((*container.path.parts, "lifecycle", "preStop"))
         name = clip(container.name)
         if existing.shape == "none":
             if wanted == 0:
@@ -401,11 +406,14 @@ class _Planner:
         setting, while the app needs the network for S + G. The fix is an annotation
         of the Pod, which the policy sets itself with ``drain.setProxyDrain``.
         """
-        where, annotations = pod_annotations(self.obj)
+        found: tuple[Pointer, dict[str, str]] | None = None
         for container in others:
             mesh = proxies.mesh_of(container.name)
             if mesh is None:
                 continue
+            if found is None:  # read once, and only for a pod with a mesh proxy
+                found = pod_annotations(self.obj)
+            where, annotations = found
             drain = self._mesh_drain(mesh, annotations)
             if drain is None:
                 continue
@@ -457,12 +465,10 @@ class _Planner:
         where = container.path / "readinessProbe"
         if not isinstance(probe, Mapping):
             raise UnreadableObject(f"{where} is not an object")
-        period = _whole(probe.get("periodSeconds"), KUBERNETES_DEFAULT_PROBE_PERIOD,
-                        where / "periodSeconds")
-        threshold = _whole(probe.get("failureThreshold"),
-                           KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD, where / "failureThreshold")
-        probe_timeout = _whole(probe.get("timeoutSeconds"), KUBERNETES_DEFAULT_PROBE_TIMEOUT,
-                               where / "timeoutSeconds")
+        period = _whole(probe, "periodSeconds", KUBERNETES_DEFAULT_PROBE_PERIOD, where)
+        threshold = _whole(probe, "failureThreshold", KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
+                           where)
+        probe_timeout = _whole(probe, "timeoutSeconds", KUBERNETES_DEFAULT_PROBE_TIMEOUT, where)
         current = ReadinessPlan(period, threshold)
         tuning = self.spec.readiness
         if tuning is None:

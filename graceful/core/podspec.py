@@ -79,17 +79,31 @@ def _list(value: Any, where: str | Pointer) -> Sequence[Any]:
     return value
 
 
+# Pointers are immutable: the few every evaluation needs are made once.
+_TEMPLATE = Pointer(("spec", "template"))
+_CRONJOB_TEMPLATE = Pointer(("spec", "jobTemplate", "spec", "template"))
+_POD_SPEC = Pointer(("spec",))
+_TEMPLATE_SPEC = _TEMPLATE / "spec"
+_CRONJOB_TEMPLATE_SPEC = _CRONJOB_TEMPLATE / "spec"
+_POD_ANNOTATIONS = Pointer(("metadata", "annotations"))
+_TEMPLATE_ANNOTATIONS = _TEMPLATE / "metadata" / "annotations"
+_CRONJOB_TEMPLATE_ANNOTATIONS = _CRONJOB_TEMPLATE / "metadata" / "annotations"
+_METADATA = {_TEMPLATE: _TEMPLATE / "metadata", _CRONJOB_TEMPLATE: _CRONJOB_TEMPLATE / "metadata"}
+_ANNOTATIONS = {_TEMPLATE: _TEMPLATE_ANNOTATIONS, _CRONJOB_TEMPLATE: _CRONJOB_TEMPLATE_ANNOTATIONS}
+
+
 def template_path(obj: Mapping[str, Any]) -> Pointer:
     """Where the pod template lives: ``/spec/jobTemplate/spec/template`` for a CronJob,
     ``/spec/template`` otherwise (a Pod has none: its own ``/spec`` is returned's parent)."""
-    if obj.get("kind") == "CronJob":
-        return Pointer(("spec", "jobTemplate", "spec", "template"))
-    return Pointer(("spec", "template"))
+    return _CRONJOB_TEMPLATE if obj.get("kind") == "CronJob" else _TEMPLATE
 
 
 def pod_spec_path(obj: Mapping[str, Any]) -> Pointer:
     """Where the pod spec lives: ``/spec`` for a Pod, the template's ``spec`` otherwise."""
-    return Pointer(("spec",)) if obj.get("kind") == "Pod" else template_path(obj) / "spec"
+    kind = obj.get("kind")
+    if kind == "Pod":
+        return _POD_SPEC
+    return _CRONJOB_TEMPLATE_SPEC if kind == "CronJob" else _TEMPLATE_SPEC
 
 
 def read_pod_spec(obj: Mapping[str, Any]) -> PodSpecView:
@@ -137,14 +151,15 @@ def pod_annotations(obj: Mapping[str, Any]) -> tuple[Pointer, dict[str, str]]:
     Unlike :func:`annotations_of`, the workload's annotations are not merged in:
     a mesh's proxy reads the Pod's annotations only.
     """
-    if _mapping(obj, "object").get("kind") == "Pod":
-        where = Pointer(("metadata", "annotations"))
+    kind = _mapping(obj, "object").get("kind")
+    if kind == "Pod":
+        where = _POD_ANNOTATIONS
     else:
-        where = template_path(obj) / "metadata" / "annotations"
+        where = _CRONJOB_TEMPLATE_ANNOTATIONS if kind == "CronJob" else _TEMPLATE_ANNOTATIONS
     node: Any = obj
     for part in where.parts:
-        node = _optional_mapping(node, str(where)).get(str(part))
-    return where, string_map(node, str(where))
+        node = _optional_mapping(node, where).get(str(part))
+    return where, string_map(node, where)
 
 
 def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -152,7 +167,7 @@ def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return _optional_mapping(_mapping(obj, "object").get("metadata"), "/metadata")
 
 
-def string_map(value: Any, where: str) -> dict[str, str]:
+def string_map(value: Any, where: str | Pointer) -> dict[str, str]:
     """A labels or annotations map, keeping only string values."""
     return {k: v for k, v in _optional_mapping(value, where).items()
             if isinstance(k, str) and isinstance(v, str)}
@@ -169,10 +184,10 @@ def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
         node: Any = obj
         path = template_path(obj)
         for part in path.parts:
-            node = _optional_mapping(node, str(path)).get(str(part))
-        meta = _optional_mapping(_optional_mapping(node, str(path)).get("metadata"),
-                                 f"{path}/metadata")
-        merged.update(string_map(meta.get("annotations"), f"{path}/metadata/annotations"))
+            node = _optional_mapping(node, path).get(str(part))
+        meta = _optional_mapping(_optional_mapping(node, path).get("metadata"),
+                                 _METADATA[path])
+        merged.update(string_map(meta.get("annotations"), _ANNOTATIONS[path]))
     merged.update(string_map(metadata_of(obj).get("annotations"), "/metadata/annotations"))
     return merged
 

@@ -66,10 +66,13 @@ def _seconds(value: Any) -> int | None:
     return None
 
 
+_NONE = PreStop("none")
+
+
 def read(hook: Any) -> PreStop:
     """Classify an existing ``lifecycle.preStop`` value (None: there is none)."""
     if hook is None:
-        return PreStop("none")
+        return _NONE
     if not isinstance(hook, Mapping):
         return PreStop("unknown")
     handlers = [key for key in _HANDLERS if hook.get(key) is not None]
