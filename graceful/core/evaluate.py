@@ -262,6 +262,8 @@ class _Planner:
 
     def _note(self, findings: list[Finding]) -> None:
         """Record findings that also deserve an admission warning."""
+        if not findings:  # the usual case, once per container
+            return
         self.findings.extend(findings)
         self.warnings.extend(warning(f.message) for f in findings)
 

@@ -45,7 +45,11 @@ class Pointer:
 
 def text_of(parts: tuple[str | int, ...]) -> str:
     """The pointer made of ``parts``, as text (``str(Pointer(parts))`` without the Pointer)."""
-    return "".join(["/" + escape(part) for part in parts])
+    if not parts:
+        return ""
+    # ``escape`` called only where a part needs it: most are plain keys.
+    return "/" + "/".join([part if type(part) is str and "~" not in part and "/" not in part
+                           else escape(part) for part in parts])
 
 
 class PatchBuilder:
@@ -130,10 +134,12 @@ def _copy(value: Any) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         return value
+    # Scalars are kept inline: a call per leaf was most of the cost.
     if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
+        return {key: item if type(item) in _SCALARS else _copy(item)
+                for key, item in value.items()}
     if kind is list:
-        return [_copy(item) for item in value]
+        return [item if type(item) in _SCALARS else _copy(item) for item in value]
     return copy.deepcopy(value)
 
 
