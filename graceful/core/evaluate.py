@@ -465,7 +465,7 @@ class _Planner:
         if probe is None:
             return None
         where = container.path / "readinessProbe"
-        if not isinstance(probe, Mapping):
+        if type(probe) is not dict and not isinstance(probe, Mapping):  # the ABC check is slow
             raise UnreadableObject(f"{where} is not an object")
         period = _whole(probe, "periodSeconds", KUBERNETES_DEFAULT_PROBE_PERIOD, where)
         threshold = _whole(probe, "failureThreshold", KUBERNETES_DEFAULT_PROBE_FAILURE_THRESHOLD,
@@ -516,6 +516,8 @@ class _Planner:
         for container in containers:
             for kind in ("livenessProbe", "startupProbe"):
                 probe = container.raw.get(kind)
+                if probe is None:  # the usual case, decided before the slow Mapping check
+                    continue
                 if not isinstance(probe, Mapping) or probe.get(
                         "terminationGracePeriodSeconds") is not None:
                     continue

@@ -114,7 +114,7 @@ def read_pod_spec(obj: Mapping[str, Any]) -> PodSpecView:
     path = pod_spec_path(obj)
     node: Any = obj
     for part in path.parts:
-        if not isinstance(node, Mapping):
+        if type(node) is not dict and not isinstance(node, Mapping):  # the ABC check is slow
             raise UnreadableObject(f"{path} is not an object")
         node = node.get(str(part))
         if node is None:
