@@ -246,9 +246,14 @@ class PolicyReports:
         for name, body in desired.items():
             if stored.get(name) == _stored_part(body):
                 continue
-            await self.api.request("PATCH", report_path(namespace, name), body=body,
-                                   params={"fieldManager": FIELD_MANAGER, "force": "true"},
-                                   content_type=APPLY_PATCH)
+            try:
+                await self.api.request("PATCH", report_path(namespace, name), body=body,
+                                       params={"fieldManager": FIELD_MANAGER, "force": "true"},
+                                       content_type=APPLY_PATCH)
+            except ApiError as exc:
+                if _namespace_going(exc):
+                    continue  # its workloads go with it; nothing is left to report there
+                raise
             stored[name] = _stored_part(body)
             self.metrics.policy_report_writes.labels("apply").inc()
         if everything:
@@ -263,6 +268,12 @@ class PolicyReports:
         state.touched = set()
         if not stored:
             del self.stored[namespace]
+
+
+def _namespace_going(exc: ApiError) -> bool:
+    """The namespace is gone (404) or being deleted (the API server refuses new objects in
+    a terminating namespace with a 403 that is no RBAC refusal)."""
+    return exc.status == 404 or (exc.status == 403 and "being terminated" in exc.message)
 
 
 def _results_by_key(reports: Mapping[str, Mapping[str, Any]]) -> dict[Key, Mapping[str, Any]]:

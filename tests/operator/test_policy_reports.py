@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from graceful.core import policy_report
+from graceful.operator.kube import ApiError
 from graceful.operator.policy_reports import PolicyReports, group_path, report_path
 from graceful.operator.reconciler import Auditor
 from graceful.operator.settings import OperatorSettings
@@ -189,3 +190,30 @@ def test_a_large_namespace_is_spread_over_reports_and_an_edit_rewrites_one(
     flush(auditor, world)
     assert set(stored(api)) == {NAME}, "shrunk back to one report; the others deleted"
     assert outcomes(stored(api)[NAME]) == {"w07": "pass"}
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (404, 'namespaces "team-a" not found'),
+    (403, 'policyreports "graceful-operator" is forbidden: unable to create new content in'
+          ' namespace team-a because it is being terminated'),
+])
+def test_a_namespace_on_its_way_out_is_no_failure_and_no_refusal(
+        status: int, message: str, caplog: pytest.LogCaptureFixture) -> None:
+    api, world = served(FakeApi()), a_world()
+
+    async def refuse(method: str, path: str, **kwargs: Any) -> Any:
+        if method == "PATCH" and "/policyreports/" in path:
+            api.calls.append((method, path))
+            raise ApiError(status, message)
+        return await original(method, path, **kwargs)
+
+    original = api.request
+    api.request = refuse  # type: ignore[method-assign]
+    auditor = make(api, world)
+    assert not flush(auditor, world).failed
+    assert auditor.reports is not None and not auditor.reports.refused
+    assert "not written until the next resync" not in caplog.text
+    api.request = original  # type: ignore[method-assign]
+    world.put(objects.deployment("legacy", grace=40, pre_stop=5))
+    flush(auditor, world)
+    assert outcomes(stored(api)[NAME]) == {"good": "pass", "legacy": "pass"}
