@@ -118,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
                            reload_interval=settings.cert_reload_seconds,
                            header_timeout=settings.header_timeout_seconds,
                            on_exit=stop_watches)
-    print(f"graceful webhook: serving {server.url}/mutate", file=sys.stderr, flush=True)
+    # The deadline is in the line an operator reads first: a slow client's connection
+    # closing after it is no mystery then.
+    print(f"graceful webhook: serving {server.url}/mutate (request headers within"
+          f" {settings.header_timeout_seconds:g}s)", file=sys.stderr, flush=True)
     try:
         server.run()
     finally:
