@@ -84,9 +84,9 @@ class TokenBucket:
     server answers, they took two cores' worth of API server for a minute,
     and every status write of that minute queued behind them. A controller's
     client is rate limited for the same reason (client-go's default is 5
-    requests a second, kube-controller-manager's 20). Pure: ``take`` is given
-    the time and says how long the caller must wait, so each caller reserves
-    its own slot and tests never sleep.
+    requests a second, kube-controller-manager's 20). Time is passed in:
+    ``take`` says how long the caller must wait, so each caller reserves its
+    own slot, and tests use plain numbers instead of sleeping.
     """
 
     rate: float

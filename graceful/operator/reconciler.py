@@ -1,4 +1,4 @@
-"""The single writer: audits changed workloads and writes status and Events.
+"""The single writer: audits changed workloads and writes status, Events and PolicyReports.
 
 kopf calls :meth:`Auditor.observe` for every watch event of a workload (and
 :meth:`Auditor.policy_changed` for a policy); the event updates the
