@@ -46,6 +46,7 @@ from graceful.certificates.rotation import (
     trusted_by,
     with_ca_bundle,
 )
+from graceful.core.names import MANAGED_BY_LABEL, MANAGER
 from graceful.operator.kube import Api, ApiError
 from graceful.operator.settings import OperatorSettings
 
@@ -55,7 +56,7 @@ CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigura
 LABELS = {"app.kubernetes.io/name": "graceful-webhook",
           "app.kubernetes.io/component": "webhook",
           "app.kubernetes.io/part-of": "graceful-operator",
-          "app.kubernetes.io/managed-by": "graceful-operator"}
+          MANAGED_BY_LABEL: MANAGER}
 #: Passes started again after a conflict before giving up until the next check.
 MAX_ATTEMPTS = 5
 

@@ -36,6 +36,10 @@ ANNOTATION_TIMEOUT: Final = "graceful.io/graceful-timeout"
 ANNOTATION_PRESTOP_SECONDS: Final = "graceful.io/prestop-seconds"
 
 DEFAULT_OPERATOR_NAMESPACE: Final = "graceful-system"
+#: What the operator writes carries ``MANAGED_BY_LABEL: MANAGER`` (its Events, its
+#: PolicyReports, the webhook's Secret): it finds its own objects again by that label.
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGER: Final = "graceful-operator"
 
 WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
 #: Containers that meshes and cloud SDKs inject next to the app: proxies, not the app.

@@ -41,13 +41,13 @@ from enum import StrEnum
 from typing import Any, Final
 
 from graceful.core.findings import Finding, FindingCode, clip
+from graceful.core.names import MANAGED_BY_LABEL, MANAGER
 
 REPORT_API_VERSION: Final = "wgpolicyk8s.io/v1alpha2"
 REPORT_KIND: Final = "PolicyReport"
 REPORT_PLURAL: Final = "policyreports"
 #: ``source`` of every result, and the ``managed-by`` label of every report we write.
-SOURCE: Final = "graceful-operator"
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+SOURCE: Final = MANAGER
 #: Selects the reports this product wrote (and nothing another engine wrote).
 REPORT_SELECTOR: Final = f"{MANAGED_BY_LABEL}={SOURCE}"
 CATEGORY: Final = "Graceful shutdown"

@@ -36,12 +36,12 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from graceful.core import Finding
+from graceful.core.names import MANAGED_BY_LABEL, MANAGER
 from graceful.core.report import MAX_REASON_LENGTH, MAX_REASONS
 
 REASON_MISMATCH: Final = "GracefulBudgetMismatch"
 REASON_COMPLIANT: Final = "GracefulBudgetCompliant"
-COMPONENT: Final = "graceful-operator"
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+COMPONENT: Final = MANAGER
 LABEL_SELECTOR: Final = f"{MANAGED_BY_LABEL}={COMPONENT}"
 DIGEST_ANNOTATION: Final = "graceful.io/reasons-digest"
 REPORTED_AT_ANNOTATION: Final = "graceful.io/reported-at"
