@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from graceful.core import Finding
+from graceful.core import Finding, FindingCode
 from graceful.core.names import MANAGED_BY_LABEL, MANAGER
 from graceful.core.report import MAX_REASON_LENGTH, MAX_REASONS
 
@@ -59,6 +59,16 @@ def _clip(text: str, limit: int) -> str:
 def reasons_of(findings: Iterable[Finding]) -> tuple[str, ...]:
     """The reasons as the policy status lists them (``graceful.core.summarize``)."""
     return tuple(_clip(f.message, MAX_REASON_LENGTH) for f in findings)[:MAX_REASONS]
+
+
+def awaits_policy(findings: Iterable[Finding]) -> bool:
+    """Whether the workload names a policy the operator has not seen (yet).
+
+    A policy and the workloads applied with it reach the operator on two watches, in
+    either order: a Warning posted at once would say "not found" about a policy that
+    arrives a moment later, and a second Warning would follow. Its Event waits.
+    """
+    return any(f.code == FindingCode.PolicyNotFound for f in findings)
 
 
 def digest(policy: str | None, reasons: Sequence[str]) -> str:

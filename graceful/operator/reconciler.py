@@ -61,6 +61,7 @@ from graceful.operator.events import (
     EventIntent,
     Reported,
     WorkloadKey,
+    awaits_policy,
     event_body,
     next_event,
     remember,
@@ -151,6 +152,8 @@ class Auditor:
         self._relisting: dict[str, float] = {}
         self._first_done: set[str] = set()
         self._queued: dict[WorkloadKey, EventIntent] = {}
+        self._not_before: dict[WorkloadKey, float] = {}
+        """queued Events that wait for a policy that may still arrive (``awaits_policy``)"""
         self._in_flight: set[WorkloadKey] = set()
         self._replan: set[WorkloadKey] = set()
         self._events_wake = asyncio.Event()
@@ -280,6 +283,7 @@ class Auditor:
         self.written.clear()
         self._first_done.clear()
         self._queued.clear()
+        self._not_before.clear()
         if self.reports is not None:
             self.reports.resync()
         if leading:
@@ -386,7 +390,9 @@ class Auditor:
                 report.statuses += 1
         # The others go to the background poster: the next edit's audit must not wait behind
         # thousands of Events (at ~150 a second) of a first audit or a policy edit.
-        self._queue_events([i for i in intents if i.verdict.key not in listed])
+        waiting = {a.verdict.key for a in changes.audits if awaits_policy(a.findings)}
+        self._queue_events([i for i in intents if i.verdict.key not in listed],
+                           waiting=waiting)
         # The PolicyReports follow the status (tools read them, nothing restarts from them).
         if self.reports is not None and not await self.reports.sync(
                 namespace, changes.audits, changes.removed):
@@ -449,24 +455,48 @@ class Auditor:
             self.tracker.retry(CLUSTER, self.clock() + self.settings.retry_seconds)
         return report
 
-    def _queue_events(self, intents: list[EventIntent]) -> None:
+    def _queue_events(self, intents: list[EventIntent], *,
+                      waiting: set[WorkloadKey] | None = None) -> None:
+        """Queue ``intents`` for the background poster; those of ``waiting`` (a policy not
+        seen yet) only after ``missing_policy_grace``."""
+        later = self.clock() + self.settings.missing_policy_grace
         for intent in intents:
-            self._queued[intent.verdict.key] = intent  # a newer intent replaces a queued one
+            key = intent.verdict.key
+            self._queued[key] = intent  # a newer intent replaces a queued one
+            if waiting and key in waiting:
+                self._not_before[key] = later
+            else:
+                self._not_before.pop(key, None)
         if self._queued:
             self._events_wake.set()
+
+    def _next_due(self) -> float | None:
+        """Seconds until the first waiting Event is due (None: none waits)."""
+        if not self._not_before:
+            return None
+        return max(0.0, min(self._not_before.values()) - self.clock())
 
     async def post_events(self) -> None:
         """The background poster: queued Events, ``event_concurrency`` at a time, forever."""
         while True:
-            await self._events_wake.wait()
+            delay = self._next_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._events_wake.wait(), delay)
             self._events_wake.clear()
             await self.drain_events()
 
     async def drain_events(self) -> int:
-        """Post every queued Event; how many were posted."""
+        """Post every queued Event that is due; how many were posted."""
         posted = 0
-        while self._queued:
-            batch = [self._queued.pop(key) for key in list(self._queued)[:256]]
+        while True:
+            now = self.clock()
+            due = [key for key in self._queued
+                   if key not in self._not_before or self._not_before[key] <= now][:256]
+            if not due:
+                return posted
+            batch = [self._queued.pop(key) for key in due]
+            for key in due:
+                self._not_before.pop(key, None)
             self._in_flight.update(i.verdict.key for i in batch)
             report = FlushReport(batch[0].verdict.namespace)
             try:
@@ -505,6 +535,7 @@ class Auditor:
         for audit in changes.audits:
             key = audit.verdict.key
             self._queued.pop(key, None)  # planned again from the newest verdict
+            self._not_before.pop(key, None)
             if key in self._in_flight:
                 # Its Event is being posted: plan again once ``reported`` says what it was.
                 self._replan.add(key)

@@ -92,6 +92,10 @@ class OperatorSettings(BaseSettings):
     more): a first audit's thousands of Events must leave the API server room for the
     status writes and for everyone else. The Events of the workloads a status lists are
     posted before it, outside this limit."""
+    missing_policy_grace: float = Field(5.0, ge=0)
+    """A workload naming a policy the operator has not seen gets its Warning only after this
+    long (a newer verdict replaces it): a policy applied together with its workloads
+    reaches the operator on another watch, sometimes after them."""
     liveness_endpoint: str | None = None
     """kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``; None: none."""
     metrics_port: int | None = None

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import Kubectl
 from tests.e2e.test_audit_e2e import (
+    PATIENCE,
     Operator,
     apply,
     compliant,
@@ -33,8 +34,6 @@ from tests.e2e.test_audit_e2e import (
 pytestmark = pytest.mark.e2e
 
 WEB = {"tier": "web"}
-#: Long enough never to be what a passing run waits for; a hang guard, not a promise.
-PATIENCE = 60.0
 
 
 def labelled(body: dict[str, Any], name: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pytest
 from testenv.demo import REPORT_CRD
 from tests.conftest import Kubectl
 from tests.e2e.test_audit_e2e import (
+    PATIENCE,
     Start,
     apply,
     compliant,
@@ -33,8 +34,6 @@ from tests.e2e.test_audit_e2e import (
 pytestmark = pytest.mark.e2e
 
 REPORT = "graceful-operator"
-#: Long enough never to be what a passing run waits for; a hang guard, not a promise.
-PATIENCE = 60.0
 
 
 @pytest.fixture(scope="module")

@@ -227,13 +227,37 @@ def test_a_deleted_workload_leaves_the_status_and_the_memory() -> None:
     assert len(auditor.audits["team-a"]) == 0
 
 
-def test_a_missing_policy_is_reported_on_the_workload() -> None:
-    api, world = FakeApi(), World()
+def test_a_missing_policy_is_reported_on_the_workload_after_the_grace() -> None:
+    api, world, clock = FakeApi(), World(), Clock()
     world.put(objects.deployment("orphan", policy="nope"))
-    report = flush(make(api, world), world)
-    assert (report.events, report.statuses) == (1, 0)
+    auditor = make(api, world, clock=clock)
+    report = flush(auditor, world)
+    assert (report.events, report.statuses) == (0, 0)
+    assert auditor._next_due() == auditor.settings.missing_policy_grace
+    clock.now += auditor.settings.missing_policy_grace
+    assert asyncio.run(auditor.drain_events()) == 1
     assert api.events[0]["message"] == (
         "does not meet the drain budget of GracefulPolicy nope: policy 'nope' not found")
+    assert auditor._next_due() is None
+
+
+def test_a_policy_seen_after_its_workload_gets_one_warning_not_two() -> None:
+    """Applied together, a policy can reach the operator after its workload (two watches)."""
+    api, world, clock = FakeApi(), World(), Clock()
+    world.put(objects.deployment("legacy"))
+    auditor = make(api, world, clock=clock)
+    assert flush(auditor, world).events == 0  # "policy 'workers' not found" waits...
+    assert auditor._next_due() == auditor.settings.missing_policy_grace
+    clock.now += 1.0
+    world.put(objects.policy())  # ...and the policy arrives within the grace
+    report = flush(auditor, world)
+    clock.now += auditor.settings.missing_policy_grace
+    report.events += asyncio.run(auditor.drain_events())
+    assert report.events == 1
+    [event] = api.events
+    assert event["reason"] == "GracefulBudgetMismatch"
+    assert "not found" not in event["message"]
+    assert auditor._next_due() is None
 
 
 def test_stale_pods_of_a_paused_deployment_from_its_status() -> None:
