@@ -22,6 +22,7 @@ Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -62,6 +63,8 @@ POLICY = "bench"
 #: An experiment: serve both apps with this uvicorn ``http`` setting (``httptools``)
 #: instead of WebhookServer's guarded h11 protocol; the section must say so (``--note``).
 HTTP_OVERRIDE = "BENCH_UVICORN_HTTP"
+#: An experiment: ``uvloop`` runs the servers on uvloop (no TLS handshake deadline there).
+LOOP_OVERRIDE = "BENCH_EVENT_LOOP"
 
 # Targets of issue 15.
 TARGET_THROUGHPUT_RATIO = 0.60
@@ -102,6 +105,12 @@ def serve(app_name: str, cert: Path, key: Path, port_file: Path) -> None:
     if os.environ.get(HTTP_OVERRIDE):  # an experiment: uvicorn's own protocol, no deadlines
         server.config.http = os.environ[HTTP_OVERRIDE]
     port_file.write_text(str(server.address[1]))
+    if os.environ.get(LOOP_OVERRIDE) == "uvloop":
+        import uvloop  # noqa: PLC0415
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(server.serve())
+        return
     server.run()
 
 
@@ -328,13 +337,12 @@ def _load_range(loads: list[float]) -> str:
 
 def uvicorn_flavour() -> str:
     """What the servers run: the HTTP protocol (WebhookServer's guarded h11 unless
-    ``BENCH_UVICORN_HTTP`` says otherwise) and what uvicorn's ``auto`` loop picks."""
-    import importlib.util  # noqa: PLC0415
+    ``BENCH_UVICORN_HTTP`` says otherwise) and the event loop (``BENCH_EVENT_LOOP``)."""
 
     import uvicorn  # noqa: PLC0415
 
     http = os.environ.get(HTTP_OVERRIDE) or "h11 (WebhookServer's guarded protocol)"
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    loop = "uvloop" if os.environ.get(LOOP_OVERRIDE) == "uvloop" else "asyncio"
     return f"{uvicorn.__version__}, HTTP protocol {http}, event loop {loop}"
 
 

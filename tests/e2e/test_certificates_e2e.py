@@ -63,6 +63,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "gracefulpolicy.yaml"
 SECRET = "graceful-webhook-tls"
+#: How long a wait polls before it calls the test hung: a guard, not a promise of speed.
+PATIENCE = 60.0
 
 
 def graceful_command() -> list[str]:
@@ -103,7 +105,7 @@ class Process:
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def wait_for_log(self, pattern: str, timeout: float = 20) -> None:
+    def wait_for_log(self, pattern: str, timeout: float = PATIENCE) -> None:
         def seen() -> bool:
             assert self.process is not None and self.process.poll() is None, (
                 f"{self.argv[0]} exited:\n{self.text()}")
@@ -124,7 +126,7 @@ class Process:
                   if x.startswith("graceful_operator_certificate_checks_total ")]
         return float(line.split()[-1])
 
-    def wait_for_checks(self, more: int, timeout: float = 30) -> None:
+    def wait_for_checks(self, more: int, timeout: float = PATIENCE) -> None:
         """Until the keeper completed ``more`` passes after now (``--certificate-check-seconds
         1``): what a pass would have written, it has written by then."""
         target = self.checks() + more
@@ -186,7 +188,7 @@ class Setup:
             self.directory / "webhook.log")
         self.started.append(process)
         process.start()
-        until(lambda: served_certificate(self.port) is not None, 20, "the webhook to listen",
+        until(lambda: served_certificate(self.port) is not None, PATIENCE, "the webhook to listen",
               process.text)
         return process
 
@@ -285,7 +287,7 @@ def resource_version(obj: dict[str, Any]) -> int:
 def test_the_operator_creates_the_secret_and_the_api_server_calls_the_webhook_with_it(
         setup: Setup, kubectl: Kubectl, namespace: str) -> None:
     operator = setup.operator()
-    stored = until(lambda: secret(kubectl, namespace), 20, "the Secret", operator.text)
+    stored = until(lambda: secret(kubectl, namespace), PATIENCE, "the Secret", operator.text)
     assert stored["type"] == "kubernetes.io/tls"
     files = files_of(stored)
     assert set(files) == {TLS_CRT, TLS_KEY, CA_CRT, CA_KEY}
@@ -302,7 +304,7 @@ def test_the_operator_creates_the_secret_and_the_api_server_calls_the_webhook_wi
     assert cert.not_valid_before_utc < now < cert.not_valid_after_utc
     assert cert.not_valid_after_utc - now > dt.timedelta(days=89)
 
-    until(lambda: ca_bundle(configuration(kubectl, setup.configuration)) == files[CA_CRT], 10,
+    until(lambda: ca_bundle(configuration(kubectl, setup.configuration)) == files[CA_CRT], PATIENCE,
           "the caBundle", operator.text)
 
     webhook = setup.webhook(files)
@@ -319,9 +321,9 @@ def test_the_operator_creates_the_secret_and_the_api_server_calls_the_webhook_wi
 def test_a_short_lived_certificate_is_renewed_and_served_without_touching_the_ca(
         setup: Setup, kubectl: Kubectl, namespace: str) -> None:
     operator = setup.operator("--certificate-lifetime", "9s", "--ca-lifetime", "1h")
-    first = until(lambda: secret(kubectl, namespace), 20, "the Secret", operator.text)
+    first = until(lambda: secret(kubectl, namespace), PATIENCE, "the Secret", operator.text)
     until(lambda: ca_bundle(configuration(kubectl, setup.configuration))
-          == files_of(first)[CA_CRT], 10, "the caBundle", operator.text)
+          == files_of(first)[CA_CRT], PATIENCE, "the caBundle", operator.text)
     config_version = resource_version(configuration(kubectl, setup.configuration))
     webhook = setup.webhook(files_of(first))
     install_policy(kubectl, namespace, policy(namespace))
@@ -330,7 +332,7 @@ def test_a_short_lived_certificate_is_renewed_and_served_without_touching_the_ca
         found = secret(kubectl, namespace)
         return found if found and files_of(found)[TLS_CRT] != files_of(first)[TLS_CRT] else None
 
-    second = until(renewed, 12, "a renewed serving certificate", operator.text)
+    second = until(renewed, PATIENCE, "a renewed serving certificate", operator.text)
     old_cert = load_certificates(files_of(first)[TLS_CRT])[0]
     new_cert = load_certificates(files_of(second)[TLS_CRT])[0]
     assert files_of(second)[CA_CRT] == files_of(first)[CA_CRT]
@@ -340,7 +342,7 @@ def test_a_short_lived_certificate_is_renewed_and_served_without_touching_the_ca
     assert "tls.crt expires at" in operator.text()
     # the kubelet would now update the mounted files; the webhook reloads them
     write_files(setup.directory, files_of(second))
-    until(lambda: served_certificate(setup.port) == new_cert, 10, "the webhook to reload",
+    until(lambda: served_certificate(setup.port) == new_cert, PATIENCE, "the webhook to reload",
           webhook.text)
     assert mutated(kubectl, namespace, "after-renewal")
     assert resource_version(configuration(kubectl, setup.configuration)) == config_version
@@ -374,7 +376,7 @@ def test_a_ca_near_its_end_rotates_with_both_cas_trusted_and_no_failed_call(
         found = secret(kubectl, namespace)
         return found if found and files_of(found)[TLS_CRT] != cert_pem else None
 
-    new = until(switched, 20, "a serving certificate from the new CA", operator.text)
+    new = until(switched, PATIENCE, "a serving certificate from the new CA", operator.text)
     trusting = configuration(kubectl, setup.configuration)
     bundle = load_certificates(ca_bundle(trusting))
     assert len(bundle) == 2 and fingerprint(bundle[0]) == fingerprint(old_ca)
@@ -393,7 +395,7 @@ def test_a_ca_near_its_end_rotates_with_both_cas_trusted_and_no_failed_call(
     assert mutated(kubectl, namespace, "old-pair-new-bundle"), webhook.text()
     # ...and so does one serving the new certificate
     write_files(setup.directory, new_files)
-    until(lambda: served_certificate(setup.port) == new_cert, 10, "the webhook to reload",
+    until(lambda: served_certificate(setup.port) == new_cert, PATIENCE, "the webhook to reload",
           webhook.text)
     assert mutated(kubectl, namespace, "new-pair-new-bundle"), webhook.text()
 
@@ -405,10 +407,10 @@ def test_a_restart_keeps_a_valid_certificate_and_an_invalid_one_is_replaced(
     first = setup.operator(identity="op-a")
     first.wait_for_log(r"replaced Secret .*no ca\.crt; no ca\.key")
     stored = until(lambda: (s := secret(kubectl, namespace)) and CA_CRT in s["data"] and s,
-                   10, "the replaced Secret", first.text)
+                   PATIENCE, "the replaced Secret", first.text)
     assert stored["type"] == "Opaque"  # a Secret's type cannot change
     until(lambda: ca_bundle(configuration(kubectl, setup.configuration))
-          == files_of(stored)[CA_CRT], 10, "the caBundle", first.text)
+          == files_of(stored)[CA_CRT], PATIENCE, "the caBundle", first.text)
     config_version = resource_version(configuration(kubectl, setup.configuration))
     first.stop()
 
@@ -427,12 +429,12 @@ def test_a_restart_keeps_a_valid_certificate_and_an_invalid_one_is_replaced(
 def test_of_two_replicas_only_the_leader_writes(
         setup: Setup, kubectl: Kubectl, namespace: str) -> None:
     replicas = [setup.operator(identity="op-a"), setup.operator(identity="op-b")]
-    stored = until(lambda: secret(kubectl, namespace), 20, "the Secret",
+    stored = until(lambda: secret(kubectl, namespace), PATIENCE, "the Secret",
                    lambda: "\n".join(r.text() for r in replicas))
     until(lambda: ca_bundle(configuration(kubectl, setup.configuration))
-          == files_of(stored)[CA_CRT], 10, "the caBundle")
+          == files_of(stored)[CA_CRT], PATIENCE, "the caBundle")
     # two more checks by the leader; the follower only waits
-    until(lambda: [r for r in replicas if "acquired leadership" in r.text()], 20, "a leader")
+    until(lambda: [r for r in replicas if "acquired leadership" in r.text()], PATIENCE, "a leader")
     [leader] = [r for r in replicas if "acquired leadership" in r.text()]
     leader.wait_for_checks(2)
     logs = [r.text() for r in replicas]
@@ -510,10 +512,10 @@ def test_as_installed_with_exactly_the_operators_rbac(
                        tmp_path / "operator.log", env={"POD_NAMESPACE": NAMESPACE})
     try:
         operator.start()
-        stored = until(lambda: secret(kubectl, NAMESPACE), 25, "the Secret", operator.text)
+        stored = until(lambda: secret(kubectl, NAMESPACE), PATIENCE, "the Secret", operator.text)
         files_ = files_of(stored)
         until(lambda: ca_bundle(configuration(kubectl, "graceful-webhook")) == files_[CA_CRT],
-              10, "the caBundle of graceful-webhook", operator.text)
+              PATIENCE, "the caBundle of graceful-webhook", operator.text)
         cert = load_certificates(files_[TLS_CRT])[0]
         assert cert_hosts(cert) == set(service_hosts("graceful-webhook", NAMESPACE))
         text = operator.text()

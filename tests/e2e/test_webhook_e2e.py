@@ -187,7 +187,7 @@ def warnings_in(stderr: str) -> list[str]:
             if line.startswith("Warning: ")]
 
 
-def until(condition: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
+def until(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
