@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from bench import audit_scale, stages, through_apiserver, webhook_alone
+from bench import audit_scale, stages, stalls, through_apiserver, webhook_alone
 from bench.common import (
     format_section,
     hey_workers,
@@ -196,3 +196,24 @@ def test_the_report_has_cpu_stages_and_both_latency_targets() -> None:
     assert text.count("p99 < 5 ms at 500 req/s") == 2  # 1 and 3 containers
     assert text.count("p99 < 2x baseline at 500 req/s") == 2
     assert "10 containers (reported)" in text
+
+
+def test_stalls_leave_out_the_warm_up_and_list_the_worst_by_time() -> None:
+    samples = [stalls.Sample(sent=t / 10, ms=1.0) for t in range(100)]
+    samples[2] = stalls.Sample(sent=0.2, ms=50.0)  # in the warm-up: its own column
+    samples[70] = stalls.Sample(sent=7.0, ms=9.0)
+    samples[40] = stalls.Sample(sent=4.0, ms=8.0)
+    summary = stalls.summarize("graceful", samples, warm_up=3.0, worst=2)
+    assert summary.warm_up_max == 50.0
+    assert summary.maximum == 9.0
+    assert summary.percentiles[0] == 1.0
+    assert [w.sent for w in summary.worst] == [4.0, 7.0]  # by time, so a period shows
+    lines = stalls.report([summary], containers=3, seconds=10, interval=0.002, warm_up=3.0,
+                          loads=[0.5])
+    assert "| graceful | 1.00 | 1.00 | 9.00 | 9.00 | 9.00 | 50.00 |" in lines  # 70 steady
+    assert "- graceful: 4.00: 8.0, 7.00: 9.0" in lines
+
+
+def test_stalls_refuse_a_run_shorter_than_its_warm_up() -> None:
+    with pytest.raises(ValueError, match="warm-up"):
+        stalls.summarize("baseline", [stalls.Sample(0.5, 1.0)], warm_up=3.0)
