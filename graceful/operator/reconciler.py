@@ -373,6 +373,11 @@ class Auditor:
         report.audited = len(changes.audits)
         if changes.audits or changes.removed:
             self.mark_cluster()  # a cluster policy's counts may have moved
+        # A workload still waiting for its policy keeps its first due time: its edits (the
+        # status updates of a crash-looping Deployment) must not postpone the Warning forever.
+        later = self.clock() + self.settings.missing_policy_grace
+        waiting = {a.verdict.key: self._not_before.get(a.verdict.key, later)
+                   for a in changes.audits if awaits_policy(a.findings)}
         intents = self._plan_events(changes)
         statuses = policy_statuses(policies, state, now=self.wall())
         # The status goes out as soon as the Events of the workloads it lists have: a restart
@@ -390,7 +395,6 @@ class Auditor:
                 report.statuses += 1
         # The others go to the background poster: the next edit's audit must not wait behind
         # thousands of Events (at ~150 a second) of a first audit or a policy edit.
-        waiting = {a.verdict.key for a in changes.audits if awaits_policy(a.findings)}
         self._queue_events([i for i in intents if i.verdict.key not in listed],
                            waiting=waiting)
         # The PolicyReports follow the status (tools read them, nothing restarts from them).
@@ -456,15 +460,14 @@ class Auditor:
         return report
 
     def _queue_events(self, intents: list[EventIntent], *,
-                      waiting: set[WorkloadKey] | None = None) -> None:
+                      waiting: Mapping[WorkloadKey, float] | None = None) -> None:
         """Queue ``intents`` for the background poster; those of ``waiting`` (a policy not
-        seen yet) only after ``missing_policy_grace``."""
-        later = self.clock() + self.settings.missing_policy_grace
+        seen yet: workload -> clock time) not before their time."""
         for intent in intents:
             key = intent.verdict.key
             self._queued[key] = intent  # a newer intent replaces a queued one
             if waiting and key in waiting:
-                self._not_before[key] = later
+                self._not_before[key] = waiting[key]
             else:
                 self._not_before.pop(key, None)
         if self._queued:

@@ -241,6 +241,24 @@ def test_a_missing_policy_is_reported_on_the_workload_after_the_grace() -> None:
     assert auditor._next_due() is None
 
 
+def test_edits_do_not_postpone_a_missing_policy_warning() -> None:
+    """A workload edited more often than the grace (a tool rewriting its labels) still gets
+    its Warning at the end of the first grace."""
+    api, world, clock = FakeApi(), World(), Clock()
+    world.put(objects.deployment("orphan", policy="nope"))
+    auditor = make(api, world, clock=clock)
+    assert flush(auditor, world).events == 0
+    grace = auditor.settings.missing_policy_grace
+    for revision in range(1, 5):  # an edit every grace/4, up to and past the grace
+        clock.now += grace / 4
+        edited = objects.deployment("orphan", policy="nope")
+        edited["metadata"]["labels"] = {"revision": str(revision)}  # read by the audit
+        world.put(edited)
+        assert flush(auditor, world).audited == 1  # evaluated again, the same verdict
+    assert len(api.events) == 1
+    assert "policy 'nope' not found" in api.events[0]["message"]
+
+
 def test_a_policy_seen_after_its_workload_gets_one_warning_not_two() -> None:
     """Applied together, a policy can reach the operator after its workload (two watches)."""
     api, world, clock = FakeApi(), World(), Clock()
