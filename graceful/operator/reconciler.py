@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -373,8 +374,8 @@ class Auditor:
         report.audited = len(changes.audits)
         if changes.audits or changes.removed:
             self.mark_cluster()  # a cluster policy's counts may have moved
-        # A workload still waiting for its policy keeps its first due time: its edits (the
-        # status updates of a crash-looping Deployment) must not postpone the Warning forever.
+        # A workload still waiting for its policy keeps its first due time: its edits (a tool
+        # rewriting its labels) must not postpone the Warning forever.
         later = self.clock() + self.settings.missing_policy_grace
         waiting = {a.verdict.key: self._not_before.get(a.verdict.key, later)
                    for a in changes.audits if awaits_policy(a.findings)}
@@ -493,8 +494,10 @@ class Auditor:
         posted = 0
         while True:
             now = self.clock()
-            due = [key for key in self._queued
-                   if key not in self._not_before or self._not_before[key] <= now][:256]
+            # the first 256 due, not every queued one (a first audit queues thousands)
+            due = list(itertools.islice(
+                (key for key in self._queued
+                 if key not in self._not_before or self._not_before[key] <= now), 256))
             if not due:
                 return posted
             batch = [self._queued.pop(key) for key in due]
