@@ -1,24 +1,36 @@
-"""Through the API server: Deployment create latency with and without the webhook registered.
+"""Through the API server: Deployment create latency without a webhook, with a reference, with ours.
 
 Starts a local control plane (or uses ``--kubeconfig``), ``graceful webhook``
-as a subprocess on 127.0.0.1 with a certificate from a throwaway CA, and a
-GracefulPolicy (``Enforce``) in the benchmark's namespace. Then it creates
-``--count`` Deployments (3 containers, about 15 KB, opted in by annotation,
-``replicas: 0`` so that no Pods are created behind the measurement) with 20
-concurrent clients, in alternating blocks: without the
-MutatingWebhookConfiguration, with it, without, with. Each switch is
-confirmed with a server-side dry run before the block starts, and 20 creates
+and the reference webhook (:mod:`bench.reference_webhook`) as subprocesses on
+127.0.0.1 with certificates from a throwaway CA, and a GracefulPolicy
+(``Enforce``) in the benchmark's namespace. Then it creates ``--count``
+Deployments (3 containers, about 15 KB, opted in by annotation, ``replicas:
+0`` so that no Pods are created behind the measurement) with 20 concurrent
+clients, in blocks cycling through three modes: no
+MutatingWebhookConfiguration, the configuration pointing at the reference, and
+pointing at graceful. Each switch is confirmed with a server-side dry run
+before the block starts (the reference marks its warning), and 20 creates
 after each switch are a warm-up, not counted.
 
-It reports the client-side create latency p50/p99 of both modes, and the
-webhook's own share from the API server's histogram
+Why the reference: the API server's own work for a mutating webhook (encode
+the review, decode the answer, apply the JSON Patch, decode the patched
+object) costs it several times what the webhook spends deciding, and on a
+shared machine that CPU is taken from everything else. The reference gives
+the same answer without deciding anything, so ``graceful - reference`` is the
+price of our work and ``reference - off`` the price of any webhook that
+patches.
+
+It reports the client-side create latency p50/p99 of each mode, the CPU the
+API server and the webhook spent per create (``process_cpu_seconds_total``
+of the API server, ``/proc`` of the webhook), and the call's latency from the
+API server's histogram
 ``apiserver_admission_webhook_admission_duration_seconds`` (read from
 ``/metrics`` before and after; its buckets are coarse, so the mean is exact
 and the percentiles are interpolated within a bucket) next to the webhook's
 own ``graceful_webhook_admission_duration_seconds``.
 
-Usage: ``.venv/bin/python -m bench.through_apiserver [--quick] [--count 1000]
-[--clients 20] [--kubeconfig FILE] [--no-record]``.
+Usage: ``.venv/bin/python -m bench.through_apiserver [--quick] [--count 1500]
+[--rounds 2] [--clients 20] [--kubeconfig FILE] [--no-record]``.
 """
 
 from __future__ import annotations
@@ -43,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import load_average, percentile, publish, table
-from bench.reviews import deployment
+from bench.reviews import deployment, review
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "gracefulpolicy.yaml"
@@ -132,53 +144,43 @@ def histogram(text: str, metric_name: str, labels: dict[str, str] | None = None)
     return found
 
 
-# --- the webhook process -------------------------------------------------------------------
+# --- the webhook processes -----------------------------------------------------------------
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gauge(text: str, metric_name: str) -> float | None:
+    """The value of an unlabelled sample in a Prometheus exposition (None if absent)."""
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) == metric_name and not match.group(2):
+            return float(match.group(3))
+    return None
 
 
 @dataclass
-class Webhook:
-    """``graceful webhook`` in a subprocess, serving a certificate from a throwaway CA."""
+class Served:
+    """A webhook server in a subprocess, serving a certificate of the benchmark's CA."""
 
-    kubeconfig: Path
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-    port: int = 0
-
-    def start(self) -> None:
-        from testenv.pki import CertificateAuthority  # noqa: PLC0415
-
-        self.ca = CertificateAuthority.create("bench-apiserver-webhook-ca")
-        cert, key = self.ca.issue("graceful-webhook", hosts=["127.0.0.1"], server=True).write(
-            self.directory, "serving")
-        self.log = self.directory / "webhook.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "graceful.cli", "webhook", "--cert", str(cert), "--key",
-                 str(key), "--host", "127.0.0.1", "--port", "0", "--kubeconfig",
-                 str(self.kubeconfig), "--log-level", "warning"],
-                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + 60
-        while not self.port:
-            match = re.search(r"serving https://127\.0\.0\.1:(\d+)/mutate", self.log.read_text())
-            if match:
-                self.port = int(match[1])
-            elif self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"graceful webhook did not start:\n{self.log.read_text()}")
-            else:
-                time.sleep(0.05)
-        while self.get("/readyz") != 200:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"graceful webhook not ready:\n{self.log.read_text()}")
-            time.sleep(0.1)
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    ca: Any
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def _open(self, path: str) -> tuple[int, str]:
+    def _open(self, path: str, body: bytes | None = None) -> tuple[int, str]:
         context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
+        request = urllib.request.Request(self.url + path, data=body, headers=(
+            {"Content-Type": "application/json"} if body is not None else {}))
         try:
-            with urllib.request.urlopen(self.url + path, context=context, timeout=5) as answer:
+            with urllib.request.urlopen(request, context=context, timeout=5) as answer:
                 return answer.status, answer.read().decode()
         except OSError:
             return 0, ""
@@ -189,8 +191,19 @@ class Webhook:
     def metrics(self) -> str:
         return self._open("/metrics")[1]
 
+    def review(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The ``response`` this server gives to a CREATE review of ``obj``."""
+        status, text = self._open("/mutate", json.dumps(review(obj)).encode())
+        if status != 200:
+            raise SystemExit(f"{self.name} answered a review with HTTP {status}: {text[:200]}")
+        response: dict[str, Any] = json.loads(text)["response"]
+        return response
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
@@ -199,7 +212,63 @@ class Webhook:
                 self.process.wait()
 
 
+def start_server(name: str, argv: list[str], directory: Path, ca: Any, ready: str) -> Served:
+    """Start ``argv``; its port is read from ``--port-file`` or from its ``serving`` log line."""
+    port_file = directory / f"{name}.port"
+    log_path = directory / f"{name}.log"
+    if "--port" not in argv:
+        argv = [*argv, "--port-file", str(port_file)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, *argv], stdout=log, stderr=log,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def port() -> int:
+        if port_file.exists() and port_file.read_text().strip():
+            return int(port_file.read_text())
+        match = re.search(r"serving https://127\.0\.0\.1:(\d+)/mutate", log_path.read_text())
+        return int(match[1]) if match else 0
+
+    deadline = time.monotonic() + 60
+    while not port():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{name} did not start:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    served = Served(name, process, port(), ca)
+    while served.get(ready) != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{name} not ready:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    return served
+
+
+def start_webhooks(kubeconfig: Path, directory: Path) -> tuple[Served, Served]:
+    """``graceful webhook``, then the reference answering what graceful answered (same CA)."""
+    from testenv.pki import CertificateAuthority  # noqa: PLC0415
+
+    ca = CertificateAuthority.create("bench-apiserver-webhook-ca")
+    cert, key = ca.issue("graceful-webhook", hosts=["127.0.0.1"], server=True).write(
+        directory, "serving")
+    graceful = start_server("graceful", [
+        "-m", "graceful.cli", "webhook", "--cert", str(cert), "--key", str(key),
+        "--host", "127.0.0.1", "--port", "0", "--kubeconfig", str(kubeconfig),
+        "--log-level", "warning"], directory, ca, "/readyz")
+    answer = graceful.review(bench_deployment("answer"))
+    answer.pop("uid", None)
+    if "patch" not in answer:
+        raise SystemExit(f"graceful did not patch the benchmark's Deployment: {answer}")
+    (directory / "answer.json").write_text(json.dumps(answer))
+    reference = start_server("reference", [
+        "-m", "bench.reference_webhook", "--cert", str(cert), "--key", str(key),
+        "--answer", str(directory / "answer.json")], directory, ca, "/")
+    if reference.review(bench_deployment("probe")).get("patch") != answer["patch"]:
+        raise SystemExit("the reference does not answer with graceful's patch")
+    return graceful, reference
+
+
 # --- the scenario --------------------------------------------------------------------------
+
+#: The modes, in the order the blocks cycle through them.
+MODES = ("off", "reference", "graceful")
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None,
@@ -218,9 +287,11 @@ def bench_deployment(name: str) -> dict[str, Any]:
 
 @dataclass
 class Block:
-    webhook: bool
+    mode: str
     latencies_ms: list[float]
     seconds: float
+    apiserver_cpu: float | None = None
+    webhook_cpu: float | None = None
 
 
 async def create_block(api: Any, prefix: str, count: int, clients: int) -> tuple[list[float],
@@ -252,18 +323,27 @@ async def create_block(api: Any, prefix: str, count: int, clients: int) -> tuple
     return latencies, time.perf_counter() - began
 
 
-def mutated_by_dry_run(kubeconfig: Path) -> bool:
+def answered_by(stdout: str, stderr: str) -> str:
+    """Which mode answered a server-side dry run, from kubectl's output and warnings."""
+    if "preStop" not in stdout:
+        return "off"
+    from bench.reference_webhook import MARK  # noqa: PLC0415
+
+    return "reference" if MARK in stderr else "graceful"
+
+
+def dry_run_mode(kubeconfig: Path) -> str:
     probe = bench_deployment(f"probe-{uuid.uuid4().hex[:6]}")
-    out = kubectl(kubeconfig, "create", "--dry-run=server", "-o", "json", "-f", "-",
-                  input=json.dumps(probe)).stdout
-    return "preStop" in out
+    done = kubectl(kubeconfig, "create", "--dry-run=server", "-o", "json", "-f", "-",
+                   input=json.dumps(probe))
+    return answered_by(done.stdout, done.stderr)
 
 
-def wait_mode(kubeconfig: Path, on: bool, timeout: float = 60) -> None:
+def wait_mode(kubeconfig: Path, mode: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while mutated_by_dry_run(kubeconfig) != on:
+    while (seen := dry_run_mode(kubeconfig)) != mode:
         if time.monotonic() > deadline:
-            raise SystemExit(f"the webhook is still {'not ' if on else ''}called after {timeout}s")
+            raise SystemExit(f"after {timeout}s the API server still calls {seen!r}, not {mode!r}")
         time.sleep(0.2)
 
 
@@ -271,7 +351,15 @@ def apiserver_metrics(kubeconfig: Path) -> str:
     return kubectl(kubeconfig, "get", "--raw", "/metrics").stdout
 
 
-async def scenario(kubeconfig: Path, count: int, clients: int, blocks: int) -> list[str]:
+@dataclass
+class Deltas:
+    """Histogram deltas over the blocks of one mode."""
+
+    webhook: Histogram = field(default_factory=Histogram)
+    own: Histogram = field(default_factory=Histogram)
+
+
+async def scenario(kubeconfig: Path, count: int, clients: int, rounds: int) -> list[str]:
     from graceful.operator.kube import KubeApi, load_configuration  # noqa: PLC0415
     from graceful.webhook.config import WEBHOOK_NAME, webhook_configuration  # noqa: PLC0415
 
@@ -283,49 +371,62 @@ async def scenario(kubeconfig: Path, count: int, clients: int, blocks: int) -> l
         "apiVersion": "graceful.io/v1alpha1", "kind": "GracefulPolicy",
         "metadata": {"name": POLICY, "namespace": NAMESPACE}, "spec": {"mode": "Enforce"}}))
     directory = Path(tempfile.mkdtemp(prefix="bench-apiserver-"))
-    hook = Webhook(kubeconfig, directory)
     config_name = f"bench-graceful-{uuid.uuid4().hex[:6]}"
     api = KubeApi(load_configuration(str(kubeconfig)), timeout=30, limit=clients)
     results: list[Block] = []
-    webhook_delta = own_delta = Histogram()
+    deltas = {mode: Deltas() for mode in MODES}
     run = uuid.uuid4().hex[:4]
+    servers: dict[str, Served] = {}
     try:
-        hook.start()
-        configuration = webhook_configuration(name=config_name, ca_bundle=hook.ca.cert_pem,
-                                              url=f"{hook.url}/mutate")
-        per_block = max(1, count // blocks)
+        servers["graceful"], servers["reference"] = start_webhooks(kubeconfig, directory)
+        per_block = max(1, count // (rounds * len(MODES)))
         selected = {"name": WEBHOOK_NAME, "operation": "CREATE"}
         deployments = {"kind": "Deployment"}
+        blocks = rounds * len(MODES)
         for index in range(blocks):
-            on = index % 2 == 1
-            if on:
-                kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(configuration))
-            else:
+            mode = MODES[index % len(MODES)]
+            served = servers.get(mode)
+            if served is None:
                 kubectl(kubeconfig, "delete", "mutatingwebhookconfiguration", config_name,
                         "--ignore-not-found")
-            wait_mode(kubeconfig, on)
+            else:
+                kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(webhook_configuration(
+                    name=config_name, ca_bundle=served.ca.cert_pem, url=f"{served.url}/mutate")))
+            wait_mode(kubeconfig, mode)
             await create_block(api, f"warm-{run}-{index}", WARM_UP, clients)
-            before, own_before = apiserver_metrics(kubeconfig), hook.metrics()
+            before = apiserver_metrics(kubeconfig)
+            own_before = servers["graceful"].metrics()
+            cpu_before = served.cpu_seconds() if served else None
             latencies, seconds = await create_block(api, f"b{run}-{index}", per_block, clients)
-            after, own_after = apiserver_metrics(kubeconfig), hook.metrics()
-            if on:
-                webhook_delta = _add(webhook_delta, (
-                    histogram(after, WEBHOOK_METRIC, selected)
-                    - histogram(before, WEBHOOK_METRIC, selected)))
-                own_delta = _add(own_delta, (histogram(own_after, OWN_METRIC, deployments)
-                                             - histogram(own_before, OWN_METRIC, deployments)))
-            results.append(Block(on, latencies, seconds))
-            print(f"  block {index + 1}/{blocks}, webhook {'on ' if on else 'off'}:"
-                  f" {len(latencies)} creates in {seconds:.1f} s,"
-                  f" p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
-                  f" (load {load_average():.2f})", flush=True)
+            cpu_after = served.cpu_seconds() if served else None
+            after = apiserver_metrics(kubeconfig)
+            own_after = servers["graceful"].metrics()
+            delta = deltas[mode]
+            delta.webhook = _add(delta.webhook, histogram(after, WEBHOOK_METRIC, selected)
+                                 - histogram(before, WEBHOOK_METRIC, selected))
+            delta.own = _add(delta.own, histogram(own_after, OWN_METRIC, deployments)
+                             - histogram(own_before, OWN_METRIC, deployments))
+            results.append(Block(
+                mode, latencies, seconds,
+                apiserver_cpu=_difference(gauge(after, "process_cpu_seconds_total"),
+                                          gauge(before, "process_cpu_seconds_total")),
+                webhook_cpu=_difference(cpu_after, cpu_before)))
+            print(f"  block {index + 1}/{blocks}, {mode:9}: {len(latencies)} creates in"
+                  f" {seconds:.1f} s, p50 {percentile(latencies, 50):.1f} ms,"
+                  f" p99 {percentile(latencies, 99):.1f} ms (load {load_average():.2f})",
+                  flush=True)
     finally:
         kubectl(kubeconfig, "delete", "mutatingwebhookconfiguration", config_name,
                 "--ignore-not-found", check=False)
-        hook.stop()
+        for served in servers.values():
+            served.stop()
         await api.close()
         kubectl(kubeconfig, "delete", "namespace", NAMESPACE, "--wait=false", check=False)
-    return report(results, webhook_delta, own_delta, clients=clients)
+    return report(results, deltas, clients=clients)
+
+
+def _difference(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
 
 
 def _add(a: Histogram, b: Histogram) -> Histogram:
@@ -334,82 +435,129 @@ def _add(a: Histogram, b: Histogram) -> Histogram:
                      a.total + b.total, a.count + b.count)
 
 
-def _merged(blocks: Iterable[Block], on: bool) -> tuple[list[float], float]:
-    chosen = [b for b in blocks if b.webhook == on]
-    return [x for b in chosen for x in b.latencies_ms], sum(b.seconds for b in chosen)
+@dataclass
+class ModeFigures:
+    """One mode's blocks, merged."""
+
+    creates: int
+    seconds: float
+    p50: float
+    p99: float
+    apiserver_ms: float | None
+    webhook_ms: float | None
 
 
-def report(blocks: list[Block], webhook: Histogram, own: Histogram, *, clients: int) -> list[str]:
-    off, off_s = _merged(blocks, False)
-    on, on_s = _merged(blocks, True)
-    p50_off, p99_off = percentile(off, 50), percentile(off, 99)
-    p50_on, p99_on = percentile(on, 50), percentile(on, 99)
-    added_p99 = (p99_on - p99_off) / p99_off
+def merged(blocks: Iterable[Block], mode: str) -> ModeFigures:
+    chosen = [b for b in blocks if b.mode == mode]
+    latencies = [x for b in chosen for x in b.latencies_ms]
+    creates = len(latencies)
+
+    def per_create(values: list[float | None]) -> float | None:
+        if not creates or any(v is None for v in values):
+            return None
+        return sum(v for v in values if v is not None) * 1000 / creates
+
+    return ModeFigures(creates, sum(b.seconds for b in chosen), percentile(latencies, 50),
+                       percentile(latencies, 99), per_create([b.apiserver_cpu for b in chosen]),
+                       per_create([b.webhook_cpu for b in chosen]))
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} ms"
+
+
+def report(blocks: list[Block], deltas: dict[str, Deltas], *, clients: int) -> list[str]:
+    figures = {mode: merged(blocks, mode) for mode in MODES}
+    off, reference, ours = figures["off"], figures["reference"], figures["graceful"]
     lines = [
-        f"{len(off) + len(on)} Deployment creates (3 containers, ~15 KB, annotated for an Enforce"
-        f" policy, replicas 0) with {clients} concurrent clients, in {len(blocks)} alternating"
-        f" blocks without/with the MutatingWebhookConfiguration (each switch confirmed by a"
-        f" server-side dry run, {WARM_UP} warm-up creates not counted). `graceful webhook` runs"
-        f" as a subprocess on the same machine.",
+        f"{sum(f.creates for f in figures.values())} Deployment creates (3 containers, ~15 KB,"
+        f" annotated for an Enforce policy, replicas 0) with {clients} concurrent clients, in"
+        f" {len(blocks)} blocks cycling through three modes: no MutatingWebhookConfiguration"
+        f" (`off`); `reference`, bench/reference_webhook.py, which answers every review with the"
+        f" patch and warnings graceful gave the first Deployment and does no other work; and"
+        f" `graceful webhook`. Both webhooks run as subprocesses on the same machine, served by"
+        f" the same server class and TLS. Each switch is confirmed by a server-side dry run,"
+        f" and {WARM_UP} warm-up creates after it are not counted.",
         "",
     ]
-    lines += table(["create latency", "without webhook", "with webhook", "ratio"], [
-        ["creates", len(off), len(on), ""],
-        ["creates/s", f"{len(off) / off_s:.0f}", f"{len(on) / on_s:.0f}",
-         f"{(len(on) / on_s) / (len(off) / off_s):.2f}"],
-        ["p50", f"{p50_off:.1f} ms", f"{p50_on:.1f} ms", f"{p50_on / p50_off:.2f}"],
-        ["p99", f"{p99_off:.1f} ms", f"{p99_on:.1f} ms", f"{p99_on / p99_off:.2f}"],
+
+    def ratio(value: float, base: float) -> str:
+        return f"{value / base:.2f}" if base else "n/a"
+
+    def row(label: str, value: Any) -> list[str]:
+        return [label, *(value(figures[mode]) for mode in MODES)]
+
+    lines += table(["create", *MODES, "graceful / off", "graceful / reference"], [
+        [*row("creates", lambda f: str(f.creates)), "", ""],
+        [*row("creates/s", lambda f: f"{f.creates / f.seconds:.0f}" if f.seconds else "n/a"),
+         ratio(ours.creates * off.seconds, off.creates * ours.seconds),
+         ratio(ours.creates * reference.seconds, reference.creates * ours.seconds)],
+        [*row("p50", lambda f: f"{f.p50:.1f} ms"), ratio(ours.p50, off.p50),
+         ratio(ours.p50, reference.p50)],
+        [*row("p99", lambda f: f"{f.p99:.1f} ms"), ratio(ours.p99, off.p99),
+         ratio(ours.p99, reference.p99)],
+        [*row("API server CPU per create", lambda f: _ms(f.apiserver_ms)), "", ""],
+        [*row("webhook CPU per create", lambda f: _ms(f.webhook_ms)), "", ""],
     ])
-    low, high = webhook.bucket_of(0.99)
-    lines += ["", "The webhook's own time (CREATE of Deployments during the blocks with it):", ""]
-    lines += table(["source", "calls", "mean", "p50", "p99"], [
-        [f"API server `{WEBHOOK_METRIC}`", f"{webhook.count:.0f}", f"{webhook.mean * 1000:.2f} ms",
-         f"{webhook.quantile(0.5) * 1000:.1f} ms",
-         f"{webhook.quantile(0.99) * 1000:.1f} ms (bucket {low * 1000:g}-{high * 1000:g} ms)"],
-        [f"webhook `{OWN_METRIC}` (handler only)", f"{own.count:.0f}",
-         f"{own.mean * 1000:.2f} ms", f"{own.quantile(0.5) * 1000:.2f} ms",
-         f"{own.quantile(0.99) * 1000:.2f} ms"],
+    lines += ["", "The webhook call as the API server and graceful measured it (CREATE of"
+                  " Deployments during each mode's blocks):", ""]
+    rows = []
+    for mode in ("reference", "graceful"):
+        hist = deltas[mode].webhook
+        low, high = hist.bucket_of(0.99)
+        rows.append([f"API server `{WEBHOOK_METRIC}`, {mode}", f"{hist.count:.0f}",
+                     f"{hist.mean * 1000:.2f} ms", f"{hist.quantile(0.5) * 1000:.1f} ms",
+                     f"{hist.quantile(0.99) * 1000:.1f} ms"
+                     f" (bucket {low * 1000:g}-{high * 1000:g} ms)"])
+    own = deltas["graceful"].own
+    rows.append([f"graceful `{OWN_METRIC}` (handler only)", f"{own.count:.0f}",
+                 f"{own.mean * 1000:.2f} ms", f"{own.quantile(0.5) * 1000:.2f} ms",
+                 f"{own.quantile(0.99) * 1000:.2f} ms"])
+    lines += table(["source", "calls", "mean", "p50", "p99"], rows)
+    added = (ours.p99 - off.p99) / off.p99 if off.p99 else float("nan")
+    reference_added = (reference.p99 - off.p99) / off.p99 if off.p99 else float("nan")
+    over_reference = (ours.p99 - reference.p99) / off.p99 if off.p99 else float("nan")
+    lines += ["", "Targets (issue 7, issue 15):", ""]
+    verdict = ("met" if added < TARGET_ADDED_P99
+               else f"missed by {(added - TARGET_ADDED_P99) * 100:.0f} points")
+    lines += table(["target", "measured", "verdict"], [
+        ["graceful adds < 10% to the create p99", f"{added:+.0%}", verdict],
+        ["(reference: what any webhook giving this answer adds)", f"{reference_added:+.0%}", ""],
+        ["(graceful's own work: graceful's p99 minus the reference's, over off's p99)",
+         f"{over_reference:+.0%}",
+         "met" if over_reference < TARGET_ADDED_P99 else "missed"],
     ])
-    share = webhook.mean * 1000 / (sum(on) / len(on)) if on else float("nan")
-    lines += ["", f"The webhook call is {share:.0%} of the mean create latency with it"
-                  f" ({webhook.mean * 1000:.2f} ms of {sum(on) / len(on):.1f} ms).", ""]
-    rows = [["webhook adds < 10% to create p99", f"{added_p99:+.0%}",
-             "met" if added_p99 < TARGET_ADDED_P99
-             else f"missed by {(added_p99 - TARGET_ADDED_P99) * 100:.0f} points"]]
-    p99 = webhook.quantile(0.99) * 1000
-    rows.append([f"webhook's own p99 < {TARGET_WEBHOOK_P99_MS:g} ms (API server histogram)",
-                 f"{p99:.1f} ms (bucket {low * 1000:g}-{high * 1000:g} ms)",
-                 "met" if high * 1000 <= TARGET_WEBHOOK_P99_MS
-                 else ("met (interpolated; the bucket straddles the target)"
-                       if p99 < TARGET_WEBHOOK_P99_MS else
-                       f"missed by {p99 - TARGET_WEBHOOK_P99_MS:.1f} ms")])
-    lines += ["Targets (issue 7):", ""]
-    lines += table(["target", "measured", "verdict"], rows)
+    hist = deltas["graceful"].webhook
+    low, high = hist.bucket_of(0.99)
+    p99 = hist.quantile(0.99) * 1000
+    lines += ["", f"The API server's histogram puts graceful's p99 call at {p99:.1f} ms"
+                  f" (bucket {low * 1000:g}-{high * 1000:g} ms; issue 7 asked for"
+                  f" < {TARGET_WEBHOOK_P99_MS:g} ms)."]
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 100 creates")
-    parser.add_argument("--count", type=int, default=1000, help="creates, both modes together")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 150 creates")
+    parser.add_argument("--count", type=int, default=1500, help="creates, both modes together")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients")
-    parser.add_argument("--blocks", type=int, default=4,
-                        help="alternating blocks, starting without the webhook (even number)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="times to cycle through the modes off, reference, graceful")
     parser.add_argument("--kubeconfig", type=Path, default=None,
                         help="an existing cluster (default: start a local control plane)")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/results.md")
     args = parser.parse_args(argv)
-    count = 100 if args.quick else args.count
+    count = 150 if args.quick else args.count
     if args.kubeconfig is not None:
-        lines = asyncio.run(scenario(args.kubeconfig, count, args.clients, args.blocks))
+        lines = asyncio.run(scenario(args.kubeconfig, count, args.clients, args.rounds))
     else:
         from testenv import ControlPlane  # noqa: PLC0415
 
         plane = ControlPlane(name="bench-apiserver")
         plane.start()
         try:
-            lines = asyncio.run(scenario(plane.kubeconfig, count, args.clients, args.blocks))
+            lines = asyncio.run(scenario(plane.kubeconfig, count, args.clients, args.rounds))
         finally:
             plane.stop()
     publish("Through the API server: creates with and without the webhook", lines,

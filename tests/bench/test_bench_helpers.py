@@ -12,7 +12,14 @@ import os
 
 import pytest
 
-from bench import audit_scale, stages, stalls, through_apiserver, webhook_alone
+from bench import (
+    audit_scale,
+    reference_webhook,
+    stages,
+    stalls,
+    through_apiserver,
+    webhook_alone,
+)
 from bench.common import (
     format_section,
     hey_workers,
@@ -153,6 +160,80 @@ def test_histogram_difference_is_what_happened_in_between() -> None:
     delta = after - before
     assert delta.count == 10 and delta.buckets[0.1] == 10
     assert math.isnan(through_apiserver.Histogram().quantile(0.99))
+
+
+def test_a_gauge_is_read_only_without_labels() -> None:
+    text = ("# TYPE process_cpu_seconds_total counter\n"
+            'process_cpu_seconds_total{mode="x"} 3\nprocess_cpu_seconds_total 12.5\n')
+    assert through_apiserver.gauge(text, "process_cpu_seconds_total") == 12.5
+    assert through_apiserver.gauge(text, "absent_total") is None
+    assert through_apiserver.process_cpu_seconds(os.getpid()) > 0
+
+
+def test_the_mode_that_answered_a_dry_run_is_told_by_the_patch_and_the_mark() -> None:
+    mutated = '{"spec": {"lifecycle": {"preStop": {"sleep": {"seconds": 5}}}}}'
+    assert through_apiserver.answered_by("{}", "") == "off"
+    assert through_apiserver.answered_by(mutated, "Warning: graceful: budget 35s") == "graceful"
+    assert through_apiserver.answered_by(
+        mutated, f"Warning: graceful: budget 35s{reference_webhook.MARK}") == "reference"
+
+
+def test_the_reference_answers_each_review_with_the_fixed_answer_and_its_uid() -> None:
+    import asyncio  # noqa: PLC0415
+
+    answer = {"allowed": True, "patchType": "JSONPatch", "patch": "W10=",
+              "warnings": ["graceful: budget 35s", "second"]}
+    app = reference_webhook.make_app(answer)
+    body = json.dumps(review(deployment(1, target_bytes=1000))).encode()
+    sent: list[dict[str, object]] = []
+
+    async def call(method: str) -> None:
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "method": method}, receive, send)  # type: ignore[arg-type]
+
+    asyncio.run(call("POST"))
+    start, answered = sent
+    got = json.loads(answered["body"])  # type: ignore[arg-type]
+    assert got["response"] == {**answer, "uid": json.loads(body)["request"]["uid"],
+                               "warnings": [f"graceful: budget 35s{reference_webhook.MARK}",
+                                            "second"]}
+    assert (b"content-length", str(len(answered["body"])).encode()) in start["headers"]  # type: ignore[arg-type, operator]
+    sent.clear()
+    asyncio.run(call("GET"))
+    assert sent[0]["status"] == 200
+
+
+def _blocks() -> list[through_apiserver.Block]:
+    Block = through_apiserver.Block
+    return [Block("off", [10.0] * 99 + [50.0], 1.0, apiserver_cpu=1.0),
+            Block("reference", [12.0] * 99 + [60.0], 1.25, apiserver_cpu=1.5, webhook_cpu=0.1),
+            Block("graceful", [13.0] * 99 + [66.0], 1.5, apiserver_cpu=1.6, webhook_cpu=0.2)]
+
+
+def test_modes_are_merged_per_create() -> None:
+    blocks = [*_blocks(), through_apiserver.Block("off", [10.0] * 100, 1.0, apiserver_cpu=1.0)]
+    off = through_apiserver.merged(blocks, "off")
+    assert (off.creates, off.seconds, off.p50, off.p99) == (200, 2.0, 10.0, 10.0)
+    assert off.apiserver_ms == pytest.approx(10.0) and off.webhook_ms is None
+    graceful = through_apiserver.merged(blocks, "graceful")
+    assert graceful.webhook_ms == pytest.approx(2.0) and graceful.p99 == 13.0
+
+
+def test_the_report_separates_our_work_from_any_webhooks() -> None:
+    blocks = _blocks()
+    for block in blocks:  # p99 = the one slow create of 100 is beyond the 99th
+        block.latencies_ms[-2] = block.latencies_ms[-1]
+    deltas = {mode: through_apiserver.Deltas() for mode in through_apiserver.MODES}
+    lines = "\n".join(through_apiserver.report(blocks, deltas, clients=20))
+    assert "| graceful adds < 10% to the create p99 | +32% | missed by 22 points |" in lines
+    assert "| (reference: what any webhook giving this answer adds) | +20% |  |" in lines
+    assert "+12% | missed |" in lines
+    assert "| API server CPU per create | 10.00 ms | 15.00 ms | 16.00 ms |" in lines
 
 
 def test_audit_expectations_and_own_cpu_time() -> None:
