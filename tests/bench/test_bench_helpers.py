@@ -230,9 +230,9 @@ def test_the_report_separates_our_work_from_any_webhooks() -> None:
         block.latencies_ms[-2] = block.latencies_ms[-1]
     deltas = {mode: through_apiserver.Deltas() for mode in through_apiserver.MODES}
     lines = "\n".join(through_apiserver.report(blocks, deltas, clients=20))
-    assert "| graceful adds < 10% to the create p99 | +32% | missed by 22 points |" in lines
-    assert "| (reference: what any webhook giving this answer adds) | +20% |  |" in lines
-    assert "+12% | missed |" in lines
+    assert "| graceful adds < 10% to the create p99 | +32.0% | missed by 22.0 points |" in lines
+    assert "| (reference: what any webhook giving this answer adds) | +20.0% |  |" in lines
+    assert "+12.0% | missed |" in lines
     assert "| API server CPU per create | 10.00 ms | 15.00 ms | 16.00 ms |" in lines
 
 
