@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import load_average, percentile, publish, table
+from bench.common import cpu_seconds, load_average, percentile, publish, table
 from bench.reviews import deployment, review
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,12 +147,6 @@ def histogram(text: str, metric_name: str, labels: dict[str, str] | None = None)
 # --- the webhook processes -----------------------------------------------------------------
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def gauge(text: str, metric_name: str) -> float | None:
     """The value of an unlabelled sample in a Prometheus exposition (None if absent)."""
     for line in text.splitlines():
@@ -200,7 +194,7 @@ class Served:
         return response
 
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.process.pid)
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
