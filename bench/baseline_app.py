@@ -15,17 +15,22 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 
 
-async def app(scope: Scope, receive: Callable[[], Awaitable[Message]],
-              send: Callable[[Message], Awaitable[None]]) -> None:
-    if scope["type"] != "http":
-        return
+async def read_review(receive: Callable[[], Awaitable[Message]]) -> Any:
+    """The request body, parsed as JSON (the one thing any webhook must do)."""
     body = b""
     more = True
     while more:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    review = json.loads(body)
+    return json.loads(body)
+
+
+async def app(scope: Scope, receive: Callable[[], Awaitable[Message]],
+              send: Callable[[Message], Awaitable[None]]) -> None:
+    if scope["type"] != "http":
+        return
+    review = await read_review(receive)
     response = json.dumps({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

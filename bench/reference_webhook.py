@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from bench.baseline_app import read_review
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
@@ -50,13 +52,7 @@ def make_app(answer: dict[str, Any]) -> ASGIApp:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        review = json.loads(body)
+        review = await read_review(receive)
         response = json.dumps({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",

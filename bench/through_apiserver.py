@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import cpu_seconds, load_average, percentile, publish, table
+from bench.reference_webhook import MARK
 from bench.reviews import deployment, review
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,8 +322,6 @@ def answered_by(stdout: str, stderr: str) -> str:
     """Which mode answered a server-side dry run, from kubectl's output and warnings."""
     if "preStop" not in stdout:
         return "off"
-    from bench.reference_webhook import MARK  # noqa: PLC0415
-
     return "reference" if MARK in stderr else "graceful"
 
 
