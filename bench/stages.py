@@ -13,7 +13,9 @@ product's own function, timed on the same review the load tests send:
 - ``app``: the whole ASGI app called with the review as uvicorn would call
   it; ``framework`` is what ``app`` spends outside the four stages above
   (FastAPI, Starlette, reading the body);
-- ``baseline app``: :mod:`bench.baseline_app` called the same way.
+- ``floor app``: :mod:`bench.floor_app` (the baseline's work inside the webhook's
+  FastAPI application) and ``baseline app``: :mod:`bench.baseline_app`, called the
+  same way. ``floor app`` minus ``baseline app`` is what FastAPI costs a request.
 
 Times are 10th percentiles over a few thousand requests, in microseconds (a
 request during which another process took the core does not move them, but a
@@ -40,7 +42,8 @@ ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
 
 #: (containers, target size of the Deployment in bytes), as in bench.webhook_alone.
 SHAPES = ((1, 5_000), (3, 15_000), (10, 50_000))
-STAGES = ("parse", "evaluate", "answer", "metrics", "framework", "app", "baseline app")
+STAGES = ("parse", "evaluate", "answer", "metrics", "framework", "app", "floor app",
+          "baseline app")
 
 
 def _scope(body: bytes) -> dict[str, Any]:
@@ -102,6 +105,7 @@ def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, floa
     request's figure minus the stages' (so it slightly overstates).
     """
     from bench.baseline_app import app as baseline  # noqa: PLC0415
+    from bench.floor_app import create_floor_app  # noqa: PLC0415
     from bench.webhook_alone import NAMESPACE, bench_policy  # noqa: PLC0415
     from graceful.webhook import admit, server  # noqa: PLC0415
     from graceful.webhook import app as app_module  # noqa: PLC0415
@@ -129,13 +133,15 @@ def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, floa
             app_module.render = timers["render"]
         app.state.metrics.observe = timers["metrics"]
         ours, theirs = _Timed(asgi_call(app, body)), _Timed(asgi_call(baseline, body))
-        for timed in (ours, theirs):
+        floor = _Timed(asgi_call(create_floor_app(), body))
+        for timed in (ours, floor, theirs):
             _requests(loop, timed, number // 10)  # warm-up, not counted
             timed.samples.clear()
         for timer in timers.values():
             timer.samples.clear()
         for _ in range(5):  # alternating, so that drift hits both
             _requests(loop, ours, number // 5)
+            _requests(loop, floor, number // 5)
             _requests(loop, theirs, number // 5)
     finally:
         app_module.parse_review, app_module.judge, admit.evaluate = originals[:3]
@@ -144,6 +150,7 @@ def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, floa
         loop.close()
     figures = {stage: timer.low_us() for stage, timer in timers.items()}
     figures["app"], figures["baseline app"] = ours.low_us(), theirs.low_us()
+    figures["floor app"] = floor.low_us()
     figures["answer"] = max(0.0, figures.pop("judge") - figures["evaluate"]) + figures.pop(
         "render")
     inside = sum(figures[stage] for stage in ("parse", "evaluate", "answer", "metrics"))

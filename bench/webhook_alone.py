@@ -7,13 +7,17 @@ same socket setup):
 
 - ``graceful``: :func:`graceful.webhook.app.create_app` with a policy cache
   holding one ``Enforce`` policy, so every review is opted in and patched;
+- ``floor``: :mod:`bench.floor_app`, the same parse-and-allow inside the
+  webhook's own FastAPI application and route class -- the ceiling for a
+  webhook that keeps FastAPI, so that a target the floor misses is known to
+  be out of reach of our code;
 - ``baseline``: :mod:`bench.baseline_app`, which parses the review and
   answers ``allowed: true`` -- the ceiling for any Python webhook here.
 
 For Deployments with 1, 3 and 10 containers (5, 15 and 50 KB), it measures
 requests/s at saturation (``wrk`` with a Lua script POSTing the review) and
 p50/p99 latency at fixed rates (``hey -q``), alternating the two servers
-measurement by measurement so that drift on a shared machine hits both.
+measurement by measurement so that drift on a shared machine hits them alike.
 
 Usage: ``.venv/bin/python -m bench.webhook_alone [--quick] [--no-record]``.
 Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``).
@@ -53,7 +57,7 @@ from bench.stages import measure as stage_breakdown
 if TYPE_CHECKING:
     from graceful.core import GracefulPolicy
 
-APPS = ("graceful", "baseline")
+APPS = ("graceful", "floor", "baseline")
 #: (containers, target size of the Deployment in bytes)
 SHAPES = ((1, 5_000), (3, 15_000), (10, 50_000))
 RATES = (100, 500, 1000)
@@ -99,6 +103,8 @@ def serve(app_name: str, cert: Path, key: Path, port_file: Path) -> None:
         from graceful.webhook.cache import PolicyCache  # noqa: PLC0415
 
         app = create_app(PolicyCache.of([bench_policy()]))
+    elif app_name == "floor":
+        from bench.floor_app import app  # noqa: PLC0415
     else:
         from bench.baseline_app import app  # noqa: PLC0415
     server = WebhookServer(app, ReloadingCertificate(cert, key), bind("127.0.0.1", 0))
@@ -188,15 +194,19 @@ class ShapeResult:
     def rps(self, app: str) -> float:
         return median(s.requests_per_second for s in self.saturation[app])
 
-    def ratio(self) -> float:
-        return self.rps("graceful") / self.rps("baseline")
+    def ratio(self, app: str = "graceful") -> float:
+        return self.rps(app) / self.rps("baseline")
 
     def cpu(self, app: str) -> float:
         return median(self.cpu_us[app]) if self.cpu_us.get(app) else float("nan")
 
-    def cpu_ratio(self) -> float:
-        """The baseline's CPU per request over ours: the throughput ratio on equal cores."""
-        return self.cpu("baseline") / self.cpu("graceful")
+    def cpu_ratio(self, app: str = "graceful") -> float:
+        """The baseline's CPU per request over ``app``'s: the throughput ratio on equal cores."""
+        return self.cpu("baseline") / self.cpu(app)
+
+    @property
+    def has_floor(self) -> bool:
+        return bool(self.saturation.get("floor")) and "floor" in self.fixed
 
 
 def check_answer(url: str, body_file: Path) -> bool:
@@ -258,7 +268,9 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
            connections: int) -> list[str]:
     lines = [
         f"`graceful` is `graceful webhook`'s app with one Enforce policy (every review is patched);"
-        f" `baseline` is bench/baseline_app.py (parse, allow, no patch). Both are served by"
+        f" `baseline` is bench/baseline_app.py (parse, allow, no patch); `floor` does what the"
+        f" baseline does inside the webhook's own FastAPI app and route class"
+        f" (bench/floor_app.py). All are served by"
         f" graceful.webhook.server.WebhookServer with the same TLS context, one process each, on"
         f" 127.0.0.1. Saturation: `wrk -t1 -c{connections} -d{seconds}s`, median of {rounds}"
         f" alternating runs. Fixed rates: max(10, rate/50) one-connection `hey -z {seconds}s -c 1"
@@ -301,34 +313,70 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
                          f"{ours.p99_ms / base.p99_ms:.2f}"])
     lines += table(["containers", "req/s", "graceful done", "graceful p50", "graceful p99",
                     "baseline done", "baseline p50", "baseline p99", "p99 ratio"], rows)
+    if all(r.has_floor for r in results):
+        lines += ["", "The floor: FastAPI as the webhook configures it, deciding nothing"
+                  " (`floor / baseline` is what the framework leaves of the ceiling;"
+                  " `graceful / floor` is what our own work leaves of the floor):", ""]
+        rows = []
+        for r in results:
+            floor_fixed = r.fixed["floor"].get(TARGET_RATE)
+            rows.append([
+                r.containers, f"{r.rps('floor'):.0f}", f"{r.ratio('floor'):.0%}",
+                f"{r.rps('graceful') / r.rps('floor'):.0%}", f"{r.cpu('floor'):.0f}",
+                f"{r.cpu_ratio('floor'):.0%}",
+                f"{r.cpu('floor') / r.cpu('graceful'):.0%}",
+                "-" if floor_fixed is None else
+                f"{floor_fixed.p50_ms:.2f} / {floor_fixed.p99_ms:.2f}",
+            ])
+        lines += table(["containers", "floor req/s", "floor / baseline",
+                        "graceful / floor", "floor CPU µs/req", "CPU floor / baseline",
+                        "CPU graceful / floor", f"floor p50 / p99 ms at {TARGET_RATE} req/s"],
+                       rows)
     lines += ["", "Where a request's time goes, in-process (bench/stages.py: 10th-percentile µs per"
               " request, stages timed inside real requests to the app, no HTTP or TLS):", ""]
     lines += table(["containers", *(f"{stage} µs" for stage in STAGES)],
                    [[r.containers, *(f"{r.stages.get(stage, float('nan')):.0f}"
                                      for stage in STAGES)] for r in results])
-    lines += ["", "Targets (issue 15):", ""]
+    lines += ["", "Targets (issue 15), and the floor's own figure for each (a target the floor"
+              " misses is out of reach while FastAPI stays the framework):", ""]
     rows = []
     for r in results:
         rows.append([f"throughput >= 60% of baseline, {r.containers} containers",
                      f"{r.ratio():.0%} (CPU ratio {r.cpu_ratio():.0%})",
-                     ratio_verdict(r.ratio(), TARGET_THROUGHPUT_RATIO)])
+                     ratio_verdict(r.ratio(), TARGET_THROUGHPUT_RATIO),
+                     _floor_throughput(r)])
     for r in results:
         if TARGET_RATE not in r.fixed["graceful"]:
             continue
         ours, base = r.fixed["graceful"][TARGET_RATE], r.fixed["baseline"][TARGET_RATE]
+        floor = r.fixed.get("floor", {}).get(TARGET_RATE)
         if r.containers not in TARGET_LATENCY_CONTAINERS:
             rows.append([f"p99 at {TARGET_RATE} req/s, {r.containers} containers (reported)",
-                         f"{ours.p99_ms:.2f} ms, {ours.p99_ms / base.p99_ms:.1f}x baseline", "-"])
+                         f"{ours.p99_ms:.2f} ms, {ours.p99_ms / base.p99_ms:.1f}x baseline", "-",
+                         "-" if floor is None else
+                         f"{floor.p99_ms:.2f} ms, {floor.p99_ms / base.p99_ms:.1f}x baseline"])
             continue
         rows.append([f"p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s,"
                      f" {r.containers} containers", f"{ours.p99_ms:.2f} ms",
-                     limit_verdict(ours.p99_ms, TARGET_P99_MS, "ms")])
+                     limit_verdict(ours.p99_ms, TARGET_P99_MS, "ms"),
+                     "-" if floor is None else f"{floor.p99_ms:.2f} ms: "
+                     + limit_verdict(floor.p99_ms, TARGET_P99_MS, "ms")])
         rows.append([f"p99 < {TARGET_P99_RATIO:g}x baseline at {TARGET_RATE} req/s,"
                      f" {r.containers} containers",
                      f"{ours.p99_ms / base.p99_ms:.2f}x ({base.p99_ms:.2f} ms)",
-                     limit_verdict(ours.p99_ms / base.p99_ms, TARGET_P99_RATIO, "x")])
-    lines += table(["target", "measured", "verdict"], rows)
+                     limit_verdict(ours.p99_ms / base.p99_ms, TARGET_P99_RATIO, "x"),
+                     "-" if floor is None else f"{floor.p99_ms / base.p99_ms:.2f}x: "
+                     + limit_verdict(floor.p99_ms / base.p99_ms, TARGET_P99_RATIO, "x")])
+    lines += table(["target", "measured", "verdict", "the floor"], rows)
     return lines
+
+
+def _floor_throughput(result: ShapeResult) -> str:
+    """The floor's throughput ratio and its verdict, or ``-`` when it was not measured."""
+    if not result.has_floor:
+        return "-"
+    return (f"{result.ratio('floor'):.0%} (CPU ratio {result.cpu_ratio('floor'):.0%}): "
+            + ratio_verdict(result.ratio("floor"), TARGET_THROUGHPUT_RATIO))
 
 
 def _load_range(loads: list[float]) -> str:

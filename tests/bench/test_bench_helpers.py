@@ -278,6 +278,29 @@ def test_the_report_has_cpu_stages_and_both_latency_targets() -> None:
     assert "10 containers (reported)" in text
 
 
+def test_the_report_puts_the_floor_beside_every_target() -> None:
+    def sat(rps: float) -> webhook_alone.Saturation:
+        return webhook_alone.Saturation(rps, 1.0, 2.0, int(rps * 10))
+
+    def fixed(p99: float) -> dict[int, webhook_alone.FixedRate]:
+        return {500: webhook_alone.FixedRate(500, 500, 1.0, p99, 5_000)}
+
+    results = [webhook_alone.ShapeResult(
+        n, 5_000 * n, {"graceful": [sat(500.0)], "floor": [sat(800.0)],
+                       "baseline": [sat(1000.0)]},
+        {"graceful": fixed(6.0), "floor": fixed(4.5), "baseline": fixed(2.0)}, True,
+        {"graceful": [400.0], "floor": [250.0], "baseline": [200.0]}, [1.0],
+        dict.fromkeys(stages.STAGES, 1.0)) for n in (1, 3, 10)]
+    text = "\n".join(webhook_alone.report(results, seconds=1, rounds=1, connections=1))
+    # floor req/s, floor / baseline, graceful / floor, CPU, CPU ratios, p50 / p99 at 500
+    assert "| 1 | 800 | 80% | 62% | 250 | 80% | 62% | 1.00 / 4.50 |" in text
+    assert "| throughput >= 60% of baseline, 3 containers | 50% (CPU ratio 50%) |" in text
+    assert "80% (CPU ratio 80%): met |" in text
+    assert "| 4.50 ms: met |" in text  # the floor's p99 is under 5 ms...
+    assert "| 2.25x: missed by 0.2 x (1.1x the limit) |" in text  # ...but not under 2x
+    assert "4.50 ms, 2.2x baseline |" in text  # 10 containers: reported
+
+
 def test_stalls_leave_out_the_warm_up_and_list_the_worst_by_time() -> None:
     samples = [stalls.Sample(sent=t / 10, ms=1.0) for t in range(100)]
     samples[2] = stalls.Sample(sent=0.2, ms=50.0)  # in the warm-up: its own column
