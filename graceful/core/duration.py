@@ -27,11 +27,13 @@ class DurationError(ValueError):
     """The text is not a timeout we accept; the message says why."""
 
 
-def parse_seconds(text: str) -> int:
+def parse_seconds(text: object) -> int:
     """Whole seconds from ``"3600"``, ``"90s"``, ``"15m"``, ``"1h"`` or ``"1h30m15s"``.
 
     Raises :class:`DurationError` for anything else, including negative,
-    fractional, non-ASCII and longer-than-a-week values.
+    fractional, non-ASCII and longer-than-a-week values, and for a value that
+    is not a string at all (annotations and YAML can hold any type; typed as
+    ``object`` so that the check below is the only one, compiled or not).
     """
     if not isinstance(text, str):
         raise DurationError("not a string")

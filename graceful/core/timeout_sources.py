@@ -125,7 +125,7 @@ def from_annotation(annotations: Mapping[str, str]) -> tuple[Timeout | None, lis
 
 def seconds_of(value: str, unit: Unit) -> int | None:
     """Whole seconds (rounded up) for ``value`` written in ``unit``; None if unreadable."""
-    seconds: float
+    seconds: int | float  # int for whole units, float for fractions (mypyc keeps the two apart)
     if unit == "seconds":
         if not _INTEGER.fullmatch(value):
             return None

@@ -26,4 +26,4 @@ def test_rejected(text: str) -> None:
 
 def test_rejects_non_strings() -> None:
     with pytest.raises(DurationError):
-        parse_seconds(60)  # type: ignore[arg-type]
+        parse_seconds(60)
