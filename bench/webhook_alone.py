@@ -144,7 +144,10 @@ def start(app_name: str, directory: Path, cert: Path, key: Path) -> Served:
     port_file = directory / f"{app_name}.port"
     log = (directory / f"{app_name}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.webhook_alone", "--serve", app_name, "--cert", str(cert),
+        # -P passed on: a run with another graceful first on PYTHONPATH (bench/README.md)
+        # must not serve the clone's own from the working directory
+        [sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m", "bench.webhook_alone",
+         "--serve", app_name, "--cert", str(cert),
          "--key", str(key), "--port-file", str(port_file)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -277,7 +280,7 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
         f" -q rate/N` processes started a fraction of a period apart, so requests are spread over"
         f" time (each stream is a closed loop: p99 is not corrected for coordinated omission).",
         "",
-        f"uvicorn {uvicorn_flavour()}.",
+        f"uvicorn {uvicorn_flavour()}. {core_flavour()}.",
         "",
         "Saturation:",
         "",
@@ -392,6 +395,18 @@ def uvicorn_flavour() -> str:
     http = os.environ.get(HTTP_OVERRIDE) or "h11 (WebhookServer's guarded protocol)"
     loop = "uvloop" if os.environ.get(LOOP_OVERRIDE) == "uvloop" else "asyncio"
     return f"{uvicorn.__version__}, HTTP protocol {http}, event loop {loop}"
+
+
+def core_flavour() -> str:
+    """Whether the budget engine ran as Python or compiled (bench/README.md, mypyc)."""
+    import graceful.core.evaluate  # noqa: PLC0415, F401
+
+    compiled = sorted(name.rsplit(".", 1)[1] for name, module in sys.modules.items()
+                      if name.startswith("graceful.core.")
+                      and str(getattr(module, "__file__", "")).endswith(".so"))
+    if not compiled:
+        return "graceful.core: Python"
+    return f"graceful.core: compiled with mypyc ({', '.join(compiled)})"
 
 
 def ratio_verdict(measured: float, target: float) -> str:

@@ -276,6 +276,7 @@ def test_the_report_has_cpu_stages_and_both_latency_targets() -> None:
     assert text.count("p99 < 5 ms at 500 req/s") == 2  # 1 and 3 containers
     assert text.count("p99 < 2x baseline at 500 req/s") == 2
     assert "10 containers (reported)" in text
+    assert "graceful.core: Python." in text  # the header says how the engine ran
 
 
 def test_the_report_puts_the_floor_beside_every_target() -> None:
