@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bench.common import (
     FixedRate,
@@ -397,6 +397,19 @@ def uvicorn_flavour() -> str:
     return f"{uvicorn.__version__}, HTTP protocol {http}, event loop {loop}"
 
 
+def run_compiled(argv: list[str]) -> NoReturn:
+    """Run this benchmark again in a process that imports the compiled build (testenv.compiled)."""
+    from testenv.compiled import compiled_tree, environment  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[1]
+    tree = compiled_tree(root)
+    if os.environ.get("GRACEFUL_BENCH_COMPILED"):  # already tried: the build did not load
+        raise SystemExit(f"{tree} did not load compiled: {core_flavour()}")
+    env = {**environment(tree, root), "GRACEFUL_BENCH_COMPILED": "1"}
+    # -P: the clone's own graceful/ in the working directory must not win over the build
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "bench.webhook_alone", *argv], env)
+
+
 def core_flavour() -> str:
     """Whether the budget engine ran as Python or compiled (bench/README.md, mypyc)."""
     import graceful.core.evaluate  # noqa: PLC0415, F401
@@ -436,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a sentence added to the results (e.g. what was changed for this run)")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/results.md")
+    parser.add_argument("--compiled", action="store_true",
+                        help="the budget engine compiled with mypyc (setup.py, GRACEFUL_COMPILE=1)"
+                             " for every server and the stage breakdown")
     parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
     parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
@@ -445,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve, args.cert, args.key, args.port_file)
         return 0
 
+    if args.compiled and core_flavour() == "graceful.core: Python":
+        run_compiled(sys.argv[1:] if argv is None else argv)
     require("wrk", "wrk")
     require("hey", "hey")
     seconds, rounds, rates = args.seconds, args.rounds, RATES
