@@ -19,19 +19,35 @@ ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    GRACEFUL_COMPILE=1
 WORKDIR /src
+# A C compiler and Python's headers, in the build stage only: setup.py compiles
+# the budget engine with mypyc (GRACEFUL_COMPILE=1). The python image has the
+# headers; a Debian Python (the local cluster's base) needs python3.11-dev.
+# Not pinned: a Debian stable release only takes security fixes.
+# hadolint ignore=DL3008
+RUN headers="$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+    && dev="" \
+    && { [ -f "$headers/Python.h" ] || dev="python3.11-dev"; } \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev ${dev:+"$dev"} \
+    && rm -rf /var/lib/apt/lists/*
 # Dependencies first, from the hash-checked lock: this layer is cached until
-# requirements.lock changes.
+# requirements.lock changes. The build venv holds the runtime's packages too:
+# mypyc type-checks the engine, which imports pydantic (whose mypy plugin
+# pyproject.toml names).
 COPY requirements.lock requirements-build.lock ./
 RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r requirements.lock \
     && /opt/build/bin/pip install --require-hashes --no-deps -r requirements-build.lock \
     && python -m venv /opt/graceful \
     && /opt/graceful/bin/pip install --require-hashes --no-deps -r requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY graceful ./graceful
-# The wheel is built with the pinned build tools, installed without resolving
-# anything again, then pip itself is removed from the runtime environment.
+# The wheel is built with the pinned build tools (its engine compiled), installed
+# without resolving anything again, then pip itself is removed from the runtime
+# environment.
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
     && /opt/graceful/bin/pip install --no-deps /tmp/wheels/*.whl \
     && /opt/graceful/bin/pip check \

@@ -42,7 +42,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PIP_TARGET = "/opt/pip"
 
 #: The product image's build context: what the Dockerfile COPYs, and itself.
-CONTEXT_FILES = ("Dockerfile", "pyproject.toml", "README.md")
+CONTEXT_FILES = ("Dockerfile", "pyproject.toml", "setup.py", "README.md")
 CONTEXT_GLOBS = ("requirements*.lock",)
 CONTEXT_TREES = ("graceful",)
 _SKIPPED_PARTS = ("__pycache__",)

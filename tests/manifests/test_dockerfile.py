@@ -39,6 +39,12 @@ def _final_stage() -> list[tuple[str, str]]:
     return instructions[last_from:]
 
 
+def _build_stage() -> list[tuple[str, str]]:
+    instructions = _instructions()
+    last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
+    return instructions[:last_from]
+
+
 def _hadolint() -> str:
     beside = Path(sys.executable).parent / "hadolint"
     found = str(beside) if beside.exists() else shutil.which("hadolint")
@@ -75,6 +81,21 @@ def test_dependencies_come_from_the_hash_checked_lock() -> None:
     assert len(blocks) == len(pins)
     assert all("--hash=sha256:" in block for block in blocks), "a pin without hashes"
 
+
+
+def test_the_build_stage_compiles_the_engine_and_the_final_stage_has_no_compiler() -> None:
+    """setup.py compiles graceful/core's engine with mypyc when GRACEFUL_COMPILE=1."""
+    build = _build_stage()
+    env = " ".join(args for word, args in build if word == "ENV")
+    assert "GRACEFUL_COMPILE=1" in env
+    copied = " ".join(args for word, args in build if word == "COPY")
+    assert "setup.py" in copied
+    runs = " ".join(args for word, args in build if word == "RUN")
+    assert "gcc" in runs
+    assert re.search(r"^mypy==", (ROOT / "requirements-build.lock").read_text(), flags=re.M)
+    # the final stage takes the virtualenv only: no compiler, no build tools
+    copies = [args for word, args in _final_stage() if word == "COPY"]
+    assert copies == ["--from=build /opt/graceful /opt/graceful"]
 
 
 def test_lock_covers_every_runtime_dependency() -> None:
