@@ -139,15 +139,38 @@ class Saturation:
     requests: int
 
 
+def on_cpus(cpus: frozenset[int] | None) -> list[str]:
+    """The ``taskset`` prefix that starts a command on ``cpus`` with every thread it makes
+    (util-linux; a Go program has threads before a later ``sched_setaffinity`` could run)."""
+    if not cpus:
+        return []
+    return [require("taskset", "util-linux"), "-c", ",".join(str(c) for c in sorted(cpus))]
+
+
+def placement(pin: bool) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(server CPUs, load-generator CPUs): the last allowed CPU for the servers, the rest for
+    the clients, when ``pin`` and there are at least two; else (None, None).
+
+    On a shared two-core machine a client process that preempts the server in
+    the middle of a request adds a scheduler time slice to that request's
+    latency, more often the longer the request: the p99 at a fixed rate then
+    measures where the clients ran, not the server. Apart, each side has its core.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    if not pin or len(allowed) < 2:
+        return None, None
+    return frozenset(allowed[-1:]), frozenset(allowed[:-1])
+
+
 def wrk_saturation(url: str, body_file: Path, *, seconds: int = 10, connections: int = 32,
-                   threads: int = 1) -> Saturation:
+                   threads: int = 1, cpus: frozenset[int] | None = None) -> Saturation:
     """Requests per second (and latency) at saturation, from wrk with a POST Lua script."""
     wrk = require("wrk", "wrk")
     script = body_file.with_suffix(".lua")
     script.write_text(WRK_SCRIPT.format(body=body_file))
     out = subprocess.run(
-        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         url],
+        [*on_cpus(cpus), wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     return parse_wrk(out)
@@ -199,7 +222,8 @@ def hey_workers(rate: int, per_worker_max: int = 50) -> int:
     return max(10, math.ceil(rate / per_worker_max))
 
 
-def hey_fixed_rate(url: str, body_file: Path, *, rate: int, seconds: int = 10) -> FixedRate:
+def hey_fixed_rate(url: str, body_file: Path, *, rate: int, seconds: int = 10,
+                   cpus: frozenset[int] | None = None) -> FixedRate:
     """p50/p99 latency (ms) at ``rate`` requests/s, from hey's per-request CSV.
 
     Why several one-connection ``hey`` processes instead of one ``hey -c N``:
@@ -219,7 +243,8 @@ def hey_fixed_rate(url: str, body_file: Path, *, rate: int, seconds: int = 10) -
         for _ in range(streams):
             started = time.monotonic()
             processes.append(subprocess.Popen(
-                [hey, "-z", f"{seconds}s", "-c", "1", "-q", f"{per_stream:g}", "-m", "POST",
+                [*on_cpus(cpus), hey, "-z", f"{seconds}s", "-c", "1", "-q", f"{per_stream:g}",
+                 "-m", "POST",
                  "-T", "application/json", "-D", str(body_file), "-o", "csv", url],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             time.sleep(max(0.0, period / streams - (time.monotonic() - started)))

@@ -45,6 +45,8 @@ from bench.common import (
     cpu_seconds,
     hey_fixed_rate,
     load_average,
+    on_cpus,
+    placement,
     publish,
     require,
     table,
@@ -140,13 +142,15 @@ class Served:
                 self.process.wait()
 
 
-def start(app_name: str, directory: Path, cert: Path, key: Path) -> Served:
+def start(app_name: str, directory: Path, cert: Path, key: Path,
+          cpus: frozenset[int] | None = None) -> Served:
     port_file = directory / f"{app_name}.port"
     log = (directory / f"{app_name}.log").open("wb")
     process = subprocess.Popen(
         # -P passed on: a run with another graceful first on PYTHONPATH (bench/README.md)
         # must not serve the clone's own from the working directory
-        [sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m", "bench.webhook_alone",
+        [*on_cpus(cpus), sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m",
+         "bench.webhook_alone",
          "--serve", app_name, "--cert", str(cert),
          "--key", str(key), "--port-file", str(port_file)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -223,7 +227,8 @@ def check_answer(url: str, body_file: Path) -> bool:
 
 
 def measure(servers: dict[str, Served], directory: Path, *, seconds: int, rounds: int,
-            rates: tuple[int, ...], connections: int) -> list[ShapeResult]:
+            rates: tuple[int, ...], connections: int,
+            clients: frozenset[int] | None = None) -> list[ShapeResult]:
     results = []
     for containers, size in SHAPES:
         obj = deployment(containers, target_bytes=size, namespace=NAMESPACE, policy=POLICY)
@@ -237,10 +242,11 @@ def measure(servers: dict[str, Served], directory: Path, *, seconds: int, rounds
             order = APPS if round_ % 2 == 0 else APPS[::-1]
             for app in order:
                 # a short warm-up so that neither app pays for first-request imports or caches
-                wrk_saturation(servers[app].url, body, seconds=1, connections=connections)
+                wrk_saturation(servers[app].url, body, seconds=1, connections=connections,
+                               cpus=clients)
                 cpu_before = cpu_seconds(servers[app].process.pid)
                 run = wrk_saturation(servers[app].url, body, seconds=seconds,
-                                     connections=connections)
+                                     connections=connections, cpus=clients)
                 spent = cpu_seconds(servers[app].process.pid) - cpu_before
                 saturation[app].append(run)
                 cpu_us[app].append(spent / max(1, run.requests) * 1e6)
@@ -253,7 +259,7 @@ def measure(servers: dict[str, Served], directory: Path, *, seconds: int, rounds
         for rate in rates:
             for app in APPS:
                 fixed[app][rate] = hey_fixed_rate(servers[app].url, body, rate=rate,
-                                                  seconds=seconds)
+                                                  seconds=seconds, cpus=clients)
                 got = fixed[app][rate]
                 loads.append(load_average())
                 print(f"  {containers} containers, {app:8}: {rate:5} req/s asked,"
@@ -267,8 +273,12 @@ def measure(servers: dict[str, Served], directory: Path, *, seconds: int, rounds
     return results
 
 
+#: (server CPUs, load-generator CPUs), as bench.common.placement gives them.
+Placement = tuple[frozenset[int] | None, frozenset[int] | None]
+
+
 def report(results: list[ShapeResult], *, seconds: int, rounds: int,
-           connections: int) -> list[str]:
+           connections: int, cpus: Placement = (None, None)) -> list[str]:
     lines = [
         f"`graceful` is `graceful webhook`'s app with one Enforce policy (every review is patched);"
         f" `baseline` is bench/baseline_app.py (parse, allow, no patch); `floor` does what the"
@@ -280,7 +290,7 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
         f" -q rate/N` processes started a fraction of a period apart, so requests are spread over"
         f" time (each stream is a closed loop: p99 is not corrected for coordinated omission).",
         "",
-        f"uvicorn {uvicorn_flavour()}. {core_flavour()}.",
+        f"uvicorn {uvicorn_flavour()}. {core_flavour()}. {cpu_placement(*cpus)}.",
         "",
         "Saturation:",
         "",
@@ -410,6 +420,14 @@ def run_compiled(argv: list[str]) -> NoReturn:
     os.execve(sys.executable, [sys.executable, "-P", "-m", "bench.webhook_alone", *argv], env)
 
 
+def cpu_placement(servers: frozenset[int] | None, clients: frozenset[int] | None) -> str:
+    """Where the servers and the load generators ran (bench.common.placement)."""
+    if not servers or not clients:
+        return "Servers and load generators shared every CPU"
+    return (f"Servers on CPU {','.join(map(str, sorted(servers)))}, wrk and hey on CPU"
+            f" {','.join(map(str, sorted(clients)))}")
+
+
 def core_flavour() -> str:
     """Whether the budget engine ran as Python or compiled (bench/README.md, mypyc)."""
     import graceful.core.evaluate  # noqa: PLC0415, F401
@@ -449,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a sentence added to the results (e.g. what was changed for this run)")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/results.md")
+    parser.add_argument("--shared-cpus", action="store_true",
+                        help="let servers and load generators share every CPU (by default the"
+                             " servers get the last CPU and wrk and hey the others)")
     parser.add_argument("--compiled", action="store_true",
                         help="the budget engine compiled with mypyc (setup.py, GRACEFUL_COMPILE=1)"
                              " for every server and the stage breakdown")
@@ -475,16 +496,18 @@ def main(argv: list[str] | None = None) -> int:
     ca = CertificateAuthority.create("bench-webhook-ca")
     cert, key = ca.issue("bench-webhook", hosts=["127.0.0.1"], server=True).write(
         directory, "serving")
+    server_cpus, client_cpus = placement(not args.shared_cpus)
     servers: dict[str, Served] = {}
     try:
         for app in APPS:
-            servers[app] = start(app, directory, cert, key)
+            servers[app] = start(app, directory, cert, key, cpus=server_cpus)
         results = measure(servers, directory, seconds=seconds, rounds=rounds, rates=rates,
-                          connections=args.connections)
+                          connections=args.connections, clients=client_cpus)
     finally:
         for served in servers.values():
             served.stop()
-    lines = report(results, seconds=seconds, rounds=rounds, connections=args.connections)
+    lines = report(results, seconds=seconds, rounds=rounds, connections=args.connections,
+                   cpus=(server_cpus, client_cpus))
     publish("Webhook alone vs baseline ASGI app", lines, quick=args.quick, note=args.note,
             record=not args.no_record)
     return 0

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 
 import pytest
 
 from bench import (
     audit_scale,
+    common,
     reference_webhook,
     stages,
     stalls,
@@ -300,6 +302,27 @@ def test_the_report_puts_the_floor_beside_every_target() -> None:
     assert "| 4.50 ms: met |" in text  # the floor's p99 is under 5 ms...
     assert "| 2.25x: missed by 0.2 x (1.1x the limit) |" in text  # ...but not under 2x
     assert "4.50 ms, 2.2x baseline |" in text  # 10 containers: reported
+
+
+def test_servers_and_load_generators_get_cpus_of_their_own() -> None:
+    assert common.placement(False) == (None, None)
+    assert common.on_cpus(None) == []
+    assert common.on_cpus(frozenset({2, 0}))[1:] == ["-c", "0,2"]
+    servers, clients = common.placement(True)
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        assert (servers, clients) == (None, None)
+        return
+    assert servers is not None and clients is not None
+    assert len(servers) == 1 and not servers & clients and servers | clients == allowed
+    # a command started with the prefix runs where it says
+    shown = subprocess.run([*common.on_cpus(servers), "grep", "Cpus_allowed_list",
+                            "/proc/self/status"], capture_output=True, text=True, check=True)
+    assert shown.stdout.split()[-1] == str(min(servers))
+    assert webhook_alone.cpu_placement(servers, clients).startswith(
+        f"Servers on CPU {min(servers)}, wrk and hey on CPU")
+    assert webhook_alone.cpu_placement(None, None) == (
+        "Servers and load generators shared every CPU")
 
 
 def test_stalls_leave_out_the_warm_up_and_list_the_worst_by_time() -> None:
