@@ -467,9 +467,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a sentence added to the results (e.g. what was changed for this run)")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/results.md")
-    parser.add_argument("--shared-cpus", action="store_true",
-                        help="let servers and load generators share every CPU (by default the"
-                             " servers get the last CPU and wrk and hey the others)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the servers on the last CPU, wrk and hey on the others (by default"
+                             " they share every CPU)")
     parser.add_argument("--compiled", action="store_true",
                         help="the budget engine compiled with mypyc (setup.py, GRACEFUL_COMPILE=1)"
                              " for every server and the stage breakdown")
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     ca = CertificateAuthority.create("bench-webhook-ca")
     cert, key = ca.issue("bench-webhook", hosts=["127.0.0.1"], server=True).write(
         directory, "serving")
-    server_cpus, client_cpus = placement(not args.shared_cpus)
+    server_cpus, client_cpus = placement(args.pin)
     servers: dict[str, Served] = {}
     try:
         for app in APPS:
