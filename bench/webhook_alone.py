@@ -355,7 +355,7 @@ def report(results: list[ShapeResult], *, seconds: int, rounds: int,
     rows = []
     for r in results:
         rows.append([f"throughput >= 60% of baseline, {r.containers} containers",
-                     f"{r.ratio():.0%} (CPU ratio {r.cpu_ratio():.0%})",
+                     f"{r.ratio():.1%} (CPU ratio {r.cpu_ratio():.1%})",
                      ratio_verdict(r.ratio(), TARGET_THROUGHPUT_RATIO),
                      _floor_throughput(r)])
     for r in results:
@@ -388,7 +388,7 @@ def _floor_throughput(result: ShapeResult) -> str:
     """The floor's throughput ratio and its verdict, or ``-`` when it was not measured."""
     if not result.has_floor:
         return "-"
-    return (f"{result.ratio('floor'):.0%} (CPU ratio {result.cpu_ratio('floor'):.0%}): "
+    return (f"{result.ratio('floor'):.1%} (CPU ratio {result.cpu_ratio('floor'):.1%}): "
             + ratio_verdict(result.ratio("floor"), TARGET_THROUGHPUT_RATIO))
 
 
@@ -444,8 +444,9 @@ def ratio_verdict(measured: float, target: float) -> str:
     """``met`` or by how much a ratio that must reach ``target`` falls short."""
     if measured >= target:
         return "met"
-    return (f"missed by {(target - measured) * 100:.0f} points"
-            f" (needs {target / measured:.1f}x the throughput)")
+    # to a tenth of a point: 59.7% is a miss, which a whole-number figure would hide
+    return (f"missed by {(target - measured) * 100:.1f} points"
+            f" (needs {target / measured:.2f}x the throughput)")
 
 
 def limit_verdict(measured: float, limit: float, unit: str) -> str:

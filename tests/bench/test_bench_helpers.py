@@ -123,7 +123,7 @@ def test_reviews_have_distinct_uids() -> None:
 
 def test_verdicts_say_by_how_much() -> None:
     assert webhook_alone.ratio_verdict(0.7, 0.6) == "met"
-    assert webhook_alone.ratio_verdict(0.3, 0.6).startswith("missed by 30 points")
+    assert webhook_alone.ratio_verdict(0.3, 0.6).startswith("missed by 30.0 points")
     assert webhook_alone.limit_verdict(4.0, 5.0, "ms") == "met"
     assert webhook_alone.limit_verdict(7.5, 5.0, "ms") == "missed by 2.5 ms (1.5x the limit)"
 
@@ -297,8 +297,10 @@ def test_the_report_puts_the_floor_beside_every_target() -> None:
     text = "\n".join(webhook_alone.report(results, seconds=1, rounds=1, connections=1))
     # floor req/s, floor / baseline, graceful / floor, CPU, CPU ratios, p50 / p99 at 500
     assert "| 1 | 800 | 80% | 62% | 250 | 80% | 62% | 1.00 / 4.50 |" in text
-    assert "| throughput >= 60% of baseline, 3 containers | 50% (CPU ratio 50%) |" in text
-    assert "80% (CPU ratio 80%): met |" in text
+    assert "| throughput >= 60% of baseline, 3 containers | 50.0% (CPU ratio 50.0%) |" in text
+    assert "80.0% (CPU ratio 80.0%): met |" in text
+    assert webhook_alone.ratio_verdict(0.597, 0.60) == (
+        "missed by 0.3 points (needs 1.01x the throughput)")
     assert "| 4.50 ms: met |" in text  # the floor's p99 is under 5 ms...
     assert "| 2.25x: missed by 0.2 x (1.1x the limit) |" in text  # ...but not under 2x
     assert "4.50 ms, 2.2x baseline |" in text  # 10 containers: reported
