@@ -306,6 +306,13 @@ def test_the_report_puts_the_floor_beside_every_target() -> None:
     assert "4.50 ms, 2.2x baseline |" in text  # 10 containers: reported
 
 
+def test_fixed_rate_rounds_are_summed_up_by_their_medians() -> None:
+    runs = [webhook_alone.FixedRate(500, 499.0, 0.5, p99, 5_000) for p99 in (1.0, 9.0, 1.2)]
+    summed = webhook_alone.median_run(runs)
+    assert (summed.p99_ms, summed.p50_ms, summed.requests) == (1.2, 0.5, 15_000)
+    assert webhook_alone.median_run(runs[:1]) is runs[0]
+
+
 def test_servers_and_load_generators_get_cpus_of_their_own() -> None:
     assert common.placement(False) == (None, None)
     assert common.on_cpus(None) == []
