@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from testenv.proof.accounting import ModeFigures, Totals, draw_stop, telling_stop
 from testenv.proof.manifests import MODES, SHORT, Mode, namespace_of
-from testenv.proof.run import Experiment, ExperimentError, RolloutResult
+from testenv.proof.run import Experiment, ExperimentError, RolloutResult, journal_root
 
 if TYPE_CHECKING:
     from testenv.demo import Console
@@ -184,9 +184,10 @@ def run(console: Console, *, kubeconfig: Path | None = None, assume_yes: bool = 
     from testenv.proof.rabbitmq import RabbitMQError  # noqa: PLC0415
 
     try:
-        with place as config, proof_session(config, node_ip(), SHORT, messages=MESSAGES,
-                                            rate=RATE, tidy=existing,
-                                            progress=progress) as experiment:
+        # the journals outlive the node: a Pod starting while it stops writes there again
+        with journal_root() as journal, place as config, proof_session(
+                config, node_ip(), SHORT, messages=MESSAGES, rate=RATE, tidy=existing,
+                journal=journal, progress=progress) as experiment:
             try:
                 _roll_out(console, experiment)
             finally:

@@ -63,7 +63,7 @@ def node_ip() -> str:
 @contextlib.contextmanager
 def proof_session(kubeconfig: Path, address: str, durations: Durations, *, messages: int = 6,
                   rate: float = 40.0, workloads: tuple[str, ...] = ("consumer", "web"),
-                  install: bool = True, tidy: bool = True,
+                  install: bool = True, tidy: bool = True, journal: Path | None = None,
                   progress: Progress = print) -> Iterator[Experiment]:
     """A broker at the node IP ``address``, the product from manifests/, both modes; all undone.
 
@@ -71,14 +71,22 @@ def proof_session(kubeconfig: Path, address: str, durations: Durations, *, messa
     ``tidy=False`` leaves the namespaces and the product in the cluster at the
     end: for a cluster that is about to be stopped anyway, deleting them first
     only makes the caller wait (and a Ctrl-C wait longest).
+
+    ``journal`` is the directory for the Pods' journals (:func:`journal_root`);
+    without it the session makes one and removes it when it ends. A caller
+    that leaves Pods running (``tidy=False``) passes its own and removes it
+    once the node is stopped: a Pod that starts meanwhile has the kubelet
+    create its journal directory again (``DirectoryOrCreate``), after it was
+    removed.
     """
     kubectl = Kubectl(str(find_kubectl()), kubeconfig)
     installed_here = install and not product_installed(kubectl)
     if install:
         install_product(kubectl, progress)
     progress("starting RabbitMQ next to the node")
+    own_journal = journal_root() if journal is None else contextlib.nullcontext(journal)
     with rabbitmq.running(addresses=[address], port=rabbitmq.AMQP_PORT) as broker, \
-            journal_root() as root:
+            own_journal as root:
         experiment = Experiment(kubectl=kubectl, broker=broker, node_ip=address,
                                 durations=durations, journal_root=root, messages=messages,
                                 request_rate=rate, workloads=workloads, progress=progress)
