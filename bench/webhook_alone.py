@@ -150,9 +150,8 @@ def start(app_name: str, directory: Path, cert: Path, key: Path,
         # -P passed on: a run with another graceful first on PYTHONPATH (bench/README.md)
         # must not serve the clone's own from the working directory
         [*on_cpus(cpus), sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m",
-         "bench.webhook_alone",
-         "--serve", app_name, "--cert", str(cert),
-         "--key", str(key), "--port-file", str(port_file)],
+         "bench.webhook_alone", "--serve", app_name, "--cert", str(cert), "--key", str(key),
+         "--port-file", str(port_file)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.monotonic() + 30
@@ -445,13 +444,18 @@ def cpu_placement(servers: frozenset[int] | None, clients: frozenset[int] | None
             f" {','.join(map(str, sorted(clients)))}")
 
 
-def core_flavour() -> str:
-    """Whether the budget engine ran as Python or compiled (bench/README.md, mypyc)."""
+def compiled_core_modules() -> list[str]:
+    """The modules of ``graceful.core`` this process imported compiled (none: Python)."""
     import graceful.core.evaluate  # noqa: PLC0415, F401
 
-    compiled = sorted(name.rsplit(".", 1)[1] for name, module in sys.modules.items()
-                      if name.startswith("graceful.core.")
-                      and str(getattr(module, "__file__", "")).endswith(".so"))
+    return sorted(name.rsplit(".", 1)[1] for name, module in sys.modules.items()
+                  if name.startswith("graceful.core.")
+                  and str(getattr(module, "__file__", "")).endswith(".so"))
+
+
+def core_flavour() -> str:
+    """Whether the budget engine ran as Python or compiled (bench/README.md, mypyc)."""
+    compiled = compiled_core_modules()
     if not compiled:
         return "graceful.core: Python"
     return f"graceful.core: compiled with mypyc ({', '.join(compiled)})"
@@ -500,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve, args.cert, args.key, args.port_file)
         return 0
 
-    if args.compiled and core_flavour() == "graceful.core: Python":
+    if args.compiled and not compiled_core_modules():
         run_compiled(sys.argv[1:] if argv is None else argv)
     require("wrk", "wrk")
     require("hey", "hey")
