@@ -119,7 +119,8 @@ class _GuardedH11(H11Protocol):
     would hold its connection for ever. Here a timer runs from the connection
     (or from the first byte of the next request on a kept-alive connection)
     until h11 has parsed the request's headers; when it fires, the connection
-    is closed.
+    is closed. A lost connection also cancels uvicorn's keep-alive timer,
+    whatever the reason it was lost, so nothing of it outlives the client.
     """
 
     header_timeout: float = HEADER_TIMEOUT
@@ -160,6 +161,12 @@ class _GuardedH11(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+        # uvicorn cancels its keep-alive timer only when the connection ended
+        # cleanly (``exc is None``). After a reset, the usual end of a client
+        # that closes without TLS close_notify, the pending timer would keep
+        # this protocol, its transport and asyncio's 256 KiB TLS read buffer
+        # alive for ``timeout_keep_alive`` seconds after the client left.
+        self._unset_keepalive_if_required()
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()

@@ -3,7 +3,8 @@
 uvicorn has no public setting for a TLS handshake deadline or a deadline on a
 request's line and headers, so ``server.py`` subclasses its private
 ``H11Protocol`` and wraps the event loop's ``create_server`` while
-``uvicorn.Server.startup`` runs. Nothing in uvicorn promises that those keep
+``uvicorn.Server.startup`` runs; its ``connection_lost`` also cancels uvicorn's
+keep-alive timer, which uvicorn leaves armed after a reset. Nothing in uvicorn promises that those keep
 working from one release to the next; the slowloris tests would only show it
 as slow clients that are no longer cut off. These tests fail at once, naming
 the internal that moved, and pin the minor version ``pyproject.toml`` allows.
@@ -108,6 +109,32 @@ def test_the_h11_protocol_has_what_the_header_deadline_uses() -> None:
             await asyncio.sleep(0)
         assert cycle.response_complete and transport.written.startswith(b"HTTP/1.1 204")
         protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_the_h11_protocol_keeps_its_keep_alive_timer_where_connection_lost_cancels_it() -> None:
+    """After an answer, ``timeout_keep_alive_task`` is armed; a lost connection cancels it.
+
+    uvicorn itself cancels it only when ``connection_lost`` gets no exception;
+    ``_GuardedH11.connection_lost`` calls ``_unset_keepalive_if_required`` for
+    the other ends (a reset).
+    """
+    assert callable(getattr(H11Protocol, "_unset_keepalive_if_required", None))
+
+    async def scenario() -> None:
+        config = uvicorn.Config(_app, lifespan="off", log_config=None)
+        protocol = module._GuardedH11(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(_Transport())
+        protocol.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(20):
+            if protocol.timeout_keep_alive_task is not None:
+                break
+            await asyncio.sleep(0)
+        timer = protocol.timeout_keep_alive_task
+        assert isinstance(timer, asyncio.TimerHandle), "the keep-alive timer moved"
+        protocol.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+        assert timer.cancelled() and protocol.timeout_keep_alive_task is None
 
     asyncio.run(scenario())
 
