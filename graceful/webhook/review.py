@@ -19,6 +19,7 @@ import json
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import from_json
 
 #: The only version of the review the webhook is registered for.
 API_VERSION: Final = "admission.k8s.io/v1"
@@ -159,21 +160,17 @@ class Problem(BaseModel):
     detail: str
 
 
-def _no_constants(name: str) -> Any:
-    raise BadReview(f"malformed JSON: {name} is not a JSON value")
-
-
-#: ``json.loads(body, parse_constant=...)`` builds a decoder and its scanner on every call
-#: (a few µs, as long as parsing a small review); the decoder holds no state between calls.
-_DECODER: Final = json.JSONDecoder(parse_constant=_no_constants)
-
-
 def _loads(body: bytes) -> Any:
-    """``json.loads(body, parse_constant=_no_constants)``, with one decoder for every call."""
-    if type(body) is not bytes:
-        return json.loads(body, parse_constant=_no_constants)
-    # what json.loads does with bytes before decoding, errors included
-    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    """The JSON value in ``body``; ValueError (with line and column) if it is not one.
+
+    pydantic-core's parser, which pydantic documents as ``from_json``: a third
+    faster than the standard library's on reviews (bench/results.md), with
+    object keys interned once per call, as a review repeats ``name``, ``value``
+    and ``image`` in every container. Stricter in what an API server never
+    sends: ``NaN`` and ``Infinity``, a byte-order mark, UTF-16, lone
+    surrogates and nesting deeper than 200 are all refused.
+    """
+    return from_json(body, allow_inf_nan=False, cache_strings="keys")
 
 
 def parse_review(body: bytes, *, limit: int = MAX_BODY_BYTES) -> AdmissionReview:
@@ -189,14 +186,7 @@ def parse_review(body: bytes, *, limit: int = MAX_BODY_BYTES) -> AdmissionReview
         raise BadReview("empty request body: expected an AdmissionReview")
     try:
         data = _loads(body)
-    except BadReview:
-        raise
-    except RecursionError:
-        raise BadReview("malformed JSON: nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise BadReview(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:  # bad encoding, an integer too long
+    except ValueError as exc:  # the message gives the line and column
         raise BadReview(f"malformed JSON: {_first_line(str(exc))}") from None
     if not isinstance(data, dict):
         raise BadReview(f"not an AdmissionReview: the body is a JSON {_json_type(data)}")

@@ -4,10 +4,11 @@ uvicorn has no public setting for a TLS handshake deadline or a deadline on a
 request's line and headers, so ``server.py`` subclasses its private
 ``H11Protocol`` and wraps the event loop's ``create_server`` while
 ``uvicorn.Server.startup`` runs; its ``connection_lost`` also cancels uvicorn's
-keep-alive timer, which uvicorn leaves armed after a reset. Nothing in uvicorn promises that those keep
-working from one release to the next; the slowloris tests would only show it
-as slow clients that are no longer cut off. These tests fail at once, naming
-the internal that moved, and pin the minor version ``pyproject.toml`` allows.
+keep-alive timer, which uvicorn leaves armed after a reset. Nothing in uvicorn
+promises that those keep working from one release to the next; the slowloris
+tests would only show it as slow clients that are no longer cut off. These
+tests fail at once, naming the internal that moved, and pin the minor version
+``pyproject.toml`` allows.
 """
 
 from __future__ import annotations
