@@ -226,6 +226,10 @@ async def _judge_with_fetched(review: AdmissionReview, verdict: Verdict, policie
                  policies.invalid_in, policies.namespace_labels)
 
 
+#: The message of the body deadline's cancellation, which tells it from any other.
+_BODY_DEADLINE: Final = "graceful: the request body's deadline passed"
+
+
 async def _read_body(request: Request, settings: WebhookSettings) -> bytes:
     """The body, refused with :class:`BadReview` when too large or too slow to arrive.
 
@@ -234,6 +238,11 @@ async def _read_body(request: Request, settings: WebhookSettings) -> bytes:
     messages are read directly (``request.receive``): Starlette's
     ``request.stream()`` is an async generator, which asyncio registers for
     finalisation on every request.
+
+    The deadline is one timer that cancels the task with a message of its own,
+    rather than ``asyncio.timeout``, whose context manager cost twice as much
+    on every request; the cancellation is taken back (``uncancel``) when it is
+    ours, as ``asyncio.timeout`` does, and any other one goes through.
     """
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
@@ -246,22 +255,31 @@ async def _read_body(request: Request, settings: WebhookSettings) -> bytes:
     receive = request.receive
     chunks: list[bytes] = []
     size = 0
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - always run by a task under an ASGI server
+        raise RuntimeError("the request body is read outside an asyncio task")
+    deadline = asyncio.get_running_loop().call_later(
+        settings.body_timeout_seconds, task.cancel, _BODY_DEADLINE)
     try:
-        async with asyncio.timeout(settings.body_timeout_seconds):
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":  # http.disconnect
-                    raise BadReview("the client closed the connection before the end of the body")
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise BadReview(f"request body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # http.disconnect
+                raise BadReview("the client closed the connection before the end of the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BadReview(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except asyncio.CancelledError as exc:
+        if exc.args != (_BODY_DEADLINE,):
+            raise
+        task.uncancel()
         raise BadReview(f"request body not received within {settings.body_timeout_seconds:g}s"
                         ) from None
+    finally:
+        deadline.cancel()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
