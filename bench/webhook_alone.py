@@ -492,9 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", action="store_true",
                         help="the servers on the last CPU, wrk and hey on the others (by default"
                              " they share every CPU)")
-    parser.add_argument("--compiled", action="store_true",
-                        help="the budget engine compiled with mypyc (setup.py, GRACEFUL_COMPILE=1)"
-                             " for every server and the stage breakdown")
+    parser.add_argument("--python", action="store_true",
+                        help="the clone's Python sources for every server and the stage"
+                             " breakdown (by default, the budget engine compiled with mypyc as"
+                             " the image ships it: setup.py, GRACEFUL_COMPILE=1)")
+    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)  # default
     parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
     parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
@@ -504,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve, args.cert, args.key, args.port_file)
         return 0
 
-    if args.compiled and not compiled_core_modules():
+    if not args.python and not compiled_core_modules():
         run_compiled(sys.argv[1:] if argv is None else argv)
     require("wrk", "wrk")
     require("hey", "hey")
