@@ -8,7 +8,7 @@ product's own function, timed on the same review the load tests send:
   envelope's validation);
 - ``evaluate``: :func:`graceful.core.evaluate`, the budget engine;
 - ``answer``: the rest of :func:`graceful.webhook.admit.judge` (warnings, the
-  patch's base64) and :func:`graceful.webhook.review.render`;
+  patch's base64) and :func:`graceful.webhook.review.render_answer`;
 - ``metrics``: one :meth:`graceful.webhook.metrics.Metrics.observe`;
 - ``app``: the whole ASGI app called with the review as uvicorn would call
   it; ``framework`` is what ``app`` spends outside the four stages above
@@ -117,12 +117,14 @@ def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, floa
                                         namespace=NAMESPACE, policy=policy.name))).encode()
     # Older trees (bench/README.md, "the webhook as it was before a commit") may lack a
     # stage: it is then counted in ``framework``.
+    # the answer's serialiser: ``render_answer`` now, ``render`` in older trees
+    renderer = "render_answer" if hasattr(app_module, "render_answer") else "render"
     timers = {"parse": _Timed(app_module.parse_review), "judge": _Timed(app_module.judge),
               "evaluate": _Timed(admit.evaluate),
-              "render": _Timed(getattr(app_module, "render", lambda response: b"")),
+              "render": _Timed(getattr(app_module, renderer, lambda *_: b"")),
               "metrics": _Timed(app.state.metrics.observe)}
     originals = (app_module.parse_review, app_module.judge, admit.evaluate,
-                 getattr(app_module, "render", None))
+                 getattr(app_module, renderer, None))
     settle_garbage_collector = getattr(server, "settle_garbage_collector", lambda: None)
     loop = asyncio.new_event_loop()
     settle_garbage_collector()  # as the servers do
@@ -130,7 +132,7 @@ def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, floa
         app_module.parse_review, app_module.judge = timers["parse"], timers["judge"]
         admit.evaluate = timers["evaluate"]
         if originals[3] is not None:
-            app_module.render = timers["render"]
+            setattr(app_module, renderer, timers["render"])
         app.state.metrics.observe = timers["metrics"]
         ours, theirs = _Timed(asgi_call(app, body)), _Timed(asgi_call(baseline, body))
         floor = _Timed(asgi_call(create_floor_app(), body))
@@ -146,7 +148,7 @@ def measure(containers: int, size: int, *, number: int = 2000) -> dict[str, floa
     finally:
         app_module.parse_review, app_module.judge, admit.evaluate = originals[:3]
         if originals[3] is not None:
-            app_module.render = originals[3]
+            setattr(app_module, renderer, originals[3])
         loop.close()
     figures = {stage: timer.low_us() for stage, timer in timers.items()}
     figures["app"], figures["baseline app"] = ours.low_us(), theirs.low_us()

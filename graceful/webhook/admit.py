@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import pydantic_core
@@ -70,14 +70,27 @@ MAX_WARNINGS: Final = 16
 
 @dataclass(frozen=True)
 class Verdict:
-    """The response to send, and how to count it."""
+    """The answer to send, and how to count it."""
 
-    response: AdmissionResponse
+    uid: str
+    """The ``request.uid`` answered."""
     outcome: Outcome
+    patch: str | None = None
+    """Base64 of the RFC 6902 JSON Patch; None when nothing changes."""
+    warnings: tuple[str, ...] = ()
+    """Shown by ``kubectl``: printable, each under :data:`WARNING_LIMIT` characters."""
     missing: tuple[str, str] | None = None
     """``(namespace, name)`` of the policy the object names and the lookup did not have:
     the caller may ask the API server for it and judge again (a policy created in the
     same ``kubectl apply`` as its workloads may not have reached the cache yet)."""
+
+    @property
+    def response(self) -> AdmissionResponse:
+        """The verdict as the typed ``response`` of an AdmissionReview (the route renders
+        the same answer with :func:`graceful.webhook.review.render_answer`)."""
+        return AdmissionResponse(uid=self.uid, warnings=list(self.warnings) or None,
+                                 patch=self.patch,
+                                 patch_type=None if self.patch is None else "JSONPatch")
 
 
 def admit(review: AdmissionReview, policies: PolicyLookup,
@@ -101,7 +114,7 @@ def judge(review: AdmissionReview, policies: PolicyLookup,
     try:
         obj = request.object
         if not _handled(review) or obj is None:
-            return Verdict(AdmissionResponse(uid=uid), "skipped")
+            return Verdict(uid, "skipped")
         namespace = request.namespace or _namespace_of(obj)
         previous = request.old_object if request.operation == "UPDATE" else None
         decision = evaluate(obj, list(policies(namespace)),
@@ -111,15 +124,14 @@ def judge(review: AdmissionReview, policies: PolicyLookup,
         verdict = _respond(uid, decision)
         missing = any(f.code == FindingCode.PolicyNotFound for f in decision.findings)
         if decision.opted_in and decision.policy is None and decision.policy_name and missing:
-            return Verdict(verdict.response, "policy_not_found",
+            return replace(verdict, outcome="policy_not_found",
                            missing=(namespace, decision.policy_name))
         return verdict
     except Exception:  # the engine or the lookup failed: never the reason a deploy fails
         log.exception("admission of %s %s/%s failed; admitted unchanged",
                       request.kind.kind, request.namespace, request.name)
-        return Verdict(AdmissionResponse(
-            uid=uid, warnings=["graceful: internal error evaluating this object; not mutated"],
-        ), "error")
+        return Verdict(uid, "error",
+                       warnings=("graceful: internal error evaluating this object; not mutated",))
 
 
 def _handled(review: AdmissionReview) -> bool:
@@ -151,11 +163,10 @@ def _respond(uid: str, decision: Decision) -> Verdict:
         # the engine returns none; a policy that audits must never mutate
         log.error("engine returned a patch under an Audit policy; dropped")
         patch = []
-    warnings = _clean(decision.warnings) or None
+    warnings = tuple(_clean(decision.warnings))
     if not patch:
-        return Verdict(AdmissionResponse(uid=uid, warnings=warnings), outcome)
-    return Verdict(AdmissionResponse(uid=uid, warnings=warnings, patch=encode_patch(patch),
-                                     patch_type="JSONPatch"), "mutated")
+        return Verdict(uid, outcome, warnings=warnings)
+    return Verdict(uid, "mutated", encode_patch(patch), warnings)
 
 
 def encode_patch(patch: list[dict[str, Any]]) -> str:

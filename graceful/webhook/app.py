@@ -44,7 +44,7 @@ from graceful.webhook.review import (
     BadReview,
     Problem,
     parse_review,
-    render,
+    render_answer,
 )
 from graceful.webhook.settings import WebhookSettings
 
@@ -162,7 +162,7 @@ def create_app(policies: PolicySource, *, settings: WebhookSettings | None = Non
         if verdict.missing is not None:
             verdict = await _judge_with_fetched(review, verdict, policies, settings)
         asked = review.request
-        content = render(verdict.response)
+        content = render_answer(verdict.uid, verdict.patch, verdict.warnings)
         metrics.observe(asked.kind.kind, asked.operation, verdict.outcome,
                         time.perf_counter() - started)
         return Response(content, media_type="application/json")

@@ -254,12 +254,12 @@ def test_the_stage_breakdown_names_every_stage_and_restores_the_app() -> None:
     from graceful.webhook import admit  # noqa: PLC0415
     from graceful.webhook import app as app_module  # noqa: PLC0415
 
-    before = (app_module.parse_review, app_module.judge, app_module.render, admit.evaluate)
+    before = (app_module.parse_review, app_module.judge, app_module.render_answer, admit.evaluate)
     figures = stages.measure(1, 2_000, number=40)
     assert set(figures) == set(stages.STAGES)
     assert all(value >= 0 for value in figures.values())
     assert figures["app"] >= figures["parse"] and figures["app"] > 0  # parse is inside app
-    assert (app_module.parse_review, app_module.judge, app_module.render,
+    assert (app_module.parse_review, app_module.judge, app_module.render_answer,
             admit.evaluate) == before
 
 
