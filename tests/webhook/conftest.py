@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,7 @@ from graceful.core import GracefulPolicy
 from graceful.webhook.app import create_app
 from graceful.webhook.cache import PolicyCache
 from graceful.webhook.review import AdmissionResponse, AdmissionReview
+from graceful.webhook.server import WebhookServer
 
 NAMESPACE = "team-a"
 
@@ -120,3 +123,17 @@ def cache() -> PolicyCache:
 def client(cache: PolicyCache) -> Iterator[TestClient]:
     with TestClient(create_app(cache)) as test_client:
         yield test_client
+
+
+def start_in_thread(server: WebhookServer) -> threading.Thread:
+    """Run ``server`` in a daemon thread and return once it listens (at most 10 s).
+
+    The caller stops it: ``server.stop()``, then ``thread.join()``.
+    """
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    return thread

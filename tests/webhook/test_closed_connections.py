@@ -18,7 +18,6 @@ import json
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from graceful.webhook.server import WebhookServer, bind
 from graceful.webhook.tls import ReloadingCertificate
 from testenv.pki import CertificateAuthority
 
-from .conftest import opted_in, policy, review_dict
+from .conftest import opted_in, policy, review_dict, start_in_thread
 
 CLIENTS = 20
 
@@ -79,12 +78,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         tmp_path, "serving")
     server = WebhookServer(create_app(PolicyCache.of([policy()])),
                            ReloadingCertificate(cert, key), bind("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
+    thread = start_in_thread(server)
     try:
         yield Served(server, ssl.create_default_context(cadata=ca.cert_pem.decode()))
     finally:

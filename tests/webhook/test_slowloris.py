@@ -35,7 +35,7 @@ from graceful.webhook.settings import WebhookSettings
 from graceful.webhook.tls import ReloadingCertificate
 from testenv.pki import CertificateAuthority
 
-from .conftest import opted_in, policy, review_dict
+from .conftest import opted_in, policy, review_dict, start_in_thread
 
 HEADER_TIMEOUT = 2.0
 HANDSHAKE_TIMEOUT = 2.0
@@ -71,12 +71,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
                      settings=WebhookSettings(body_timeout_seconds=BODY_TIMEOUT))
     server = WebhookServer(app, ReloadingCertificate(cert, key), bind("127.0.0.1", 0),
                            header_timeout=HEADER_TIMEOUT, handshake_timeout=HANDSHAKE_TIMEOUT)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
+    thread = start_in_thread(server)
     try:
         yield Running(server, ca)
     finally:

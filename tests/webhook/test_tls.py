@@ -22,7 +22,7 @@ from graceful.webhook.settings import WebhookSettings
 from graceful.webhook.tls import CertificateError, ReloadingCertificate, server_context
 from testenv.pki import CertificateAuthority
 
-from .conftest import opted_in, policy, review_dict
+from .conftest import opted_in, policy, review_dict, start_in_thread
 
 HOSTS = ["127.0.0.1", "localhost"]
 
@@ -92,12 +92,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         sock = bind("127.0.0.1", 0)
         app = create_app(PolicyCache.of([policy()]), settings=settings)
         server = WebhookServer(app, ReloadingCertificate(cert, key), sock, reload_interval=0.05)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
+        thread = start_in_thread(server)
         running.append((server, thread))
         return Served(server, ca, cert, key, server.address[1])
 
